@@ -1,0 +1,95 @@
+// proxyattn/types.h: dtypes, devices, tensor views and the library's error type.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+namespace proxyattn {
+
+/// \brief Element types. fp32 and bf16 run on the CPU; bf16 and fp16 on CUDA.
+enum class DType : int { kFloat32 = 0, kBFloat16 = 1, kFloat16 = 2 };
+
+/// \brief Where a tensor's memory lives.
+enum class Device : int { kCPU = 0, kCUDA = 1 };
+
+const char* to_string(DType dtype);
+const char* to_string(Device device);
+/// \brief Parses "fp32", "bf16" or "fp16"; throws Error on anything else.
+DType parse_dtype(const std::string& name);
+std::size_t dtype_size(DType dtype);
+
+/// \brief The only exception the library throws. Messages name the argument, its value and what
+/// was expected (SPEC.md section 6).
+class Error : public std::runtime_error {
+ public:
+  explicit Error(const std::string& message) : std::runtime_error(message) {}
+};
+
+namespace detail {
+template <typename... Args>
+[[noreturn]] void throw_error(const char* func, const char* file, int line, const Args&... args) {
+  std::ostringstream os;
+  os << "proxyattn: ";
+  (os << ... << args);
+  os << " [" << func << " at " << file << ":" << line << "]";
+  throw Error(os.str());
+}
+}  // namespace detail
+
+/// Throws proxyattn::Error with the streamed message when cond is false.
+#define PROXYATTN_CHECK(cond, ...)                                                    \
+  do {                                                                                \
+    if (!(cond)) {                                                                    \
+      ::proxyattn::detail::throw_error(__func__, __FILE__, __LINE__, ##__VA_ARGS__); \
+    }                                                                                 \
+  } while (0)
+
+/// Throws proxyattn::Error unconditionally.
+#define PROXYATTN_FAIL(...) ::proxyattn::detail::throw_error(__func__, __FILE__, __LINE__, __VA_ARGS__)
+
+/// \brief A non-owning view of a strided tensor of rank <= 4. Strides count elements.
+struct TensorView {
+  static constexpr int kMaxRank = 4;
+  void* data = nullptr;
+  DType dtype = DType::kFloat32;
+  Device device = Device::kCPU;
+  int device_id = 0;
+  int rank = 0;
+  std::int64_t shape[kMaxRank] = {};
+  std::int64_t strides[kMaxRank] = {};
+
+  /// \brief A row-major contiguous view.
+  static TensorView contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape,
+                               Device device = Device::kCPU, int device_id = 0);
+  std::int64_t numel() const;
+  bool is_contiguous() const;
+  std::string shape_string() const;
+};
+
+/// \brief Caller-owned scratch memory sized by workspace_size(); the plan lives in it.
+struct Workspace {
+  void* data = nullptr;
+  std::size_t size = 0;
+  Device device = Device::kCPU;
+  int device_id = 0;
+};
+
+/// \brief Host-side cumulative sequence lengths, [batch + 1] int32, as FlashAttention's varlen
+/// API takes them. An empty span (data == nullptr) means one sequence of all tokens.
+struct CuSeqlens {
+  const std::int32_t* data = nullptr;
+  std::int64_t size = 0;  // batch + 1
+};
+
+/// \brief How a call runs: CPU threads (0 = all hardware threads) and the CUDA stream (a
+/// cudaStream_t, nullptr = the default stream).
+struct Runtime {
+  int num_threads = 0;
+  void* stream = nullptr;
+};
+
+}  // namespace proxyattn

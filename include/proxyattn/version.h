@@ -1,0 +1,7 @@
+// proxyattn/version.h
+#pragma once
+
+#define PROXYATTN_VERSION_MAJOR 0
+#define PROXYATTN_VERSION_MINOR 1
+#define PROXYATTN_VERSION_PATCH 0
+#define PROXYATTN_VERSION_STRING "0.1.0"

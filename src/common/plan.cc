@@ -1,0 +1,274 @@
+// src/common/plan.cc: workspace layout, plan views, to_dense and user-built plans.
+#include <algorithm>
+#include <numeric>
+
+#include "common/validate.h"
+#include "common/workspace.h"
+#include "cuda/backend.h"
+#include "proxyattn/plan.h"
+
+namespace proxyattn {
+
+namespace {
+
+constexpr std::size_t kAlign = 256;
+
+std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
+
+// Appends an array of `bytes` to the layout and returns its offset.
+std::size_t take(std::size_t& cursor, std::size_t bytes) {
+  const std::size_t offset = cursor;
+  cursor = align_up(cursor + bytes);
+  return offset;
+}
+
+}  // namespace
+
+WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& config) {
+  WorkspaceLayout l;
+  l.batch = shape.batch();
+  l.num_qo_heads = shape.num_qo_heads;
+  l.num_kv_heads = shape.num_kv_heads;
+  l.num_groups = config.num_proxy_heads;
+  l.block_size = config.block_size;
+  l.stride = config.stride;
+  l.head_dim = shape.head_dim;
+  l.cu_seqlens = shape.cu_seqlens;
+  l.num_blocks.resize(l.batch);
+  l.is_dense.resize(l.batch);
+  l.order_offset.assign(l.batch + 1, 0);
+  l.head_offset.assign(l.batch + 1, 0);
+  l.sample_offset.assign(l.batch + 1, 0);
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t n = shape.seq_len(i);
+    const std::int64_t nb = (n + l.block_size - 1) / l.block_size;
+    l.num_blocks[i] = nb;
+    l.is_dense[i] = n <= config.dense_below() ? 1 : 0;
+    l.order_offset[i + 1] = l.order_offset[i] + l.num_groups * WorkspaceLayout::tri(nb);
+    l.head_offset[i + 1] = l.head_offset[i] + l.num_qo_heads * nb;
+    const std::int64_t samples = l.is_dense[i] ? 0 : (n + l.stride - 1) / l.stride;
+    l.sample_offset[i + 1] = l.sample_offset[i] + samples;
+  }
+  const std::size_t orders = static_cast<std::size_t>(l.order_offset[l.batch]);
+  const std::size_t heads = static_cast<std::size_t>(l.head_offset[l.batch]);
+  const std::size_t per_seq_head = static_cast<std::size_t>(l.batch * l.num_qo_heads);
+  const std::size_t samples = static_cast<std::size_t>(l.sample_offset[l.batch]);
+  std::size_t cursor = 0;
+  l.group_order_bytes = take(cursor, orders * sizeof(BlockIndex));
+  l.last_order_bytes = take(cursor, heads * sizeof(BlockIndex));
+  l.counts_bytes = take(cursor, heads * sizeof(std::int32_t));
+  l.budgets_bytes = take(cursor, per_seq_head * sizeof(std::int32_t));
+  l.density_bytes = take(cursor, per_seq_head * sizeof(float));
+  l.flags_bytes = take(cursor, 4 * sizeof(std::int32_t));
+  l.block_scores_bytes = take(cursor, orders * sizeof(float));
+  l.mass_bytes = take(cursor, heads * sizeof(float));
+  const std::size_t proxy = samples * l.num_groups * l.head_dim * sizeof(float);
+  l.proxy_q_bytes = take(cursor, proxy);
+  l.proxy_k_bytes = take(cursor, proxy);
+  l.total_bytes = cursor;
+  return l;
+}
+
+Plan bind_plan(const WorkspaceLayout& layout, Workspace workspace, float scale) {
+  Plan p;
+  p.layout = layout;
+  p.device = workspace.device;
+  p.device_id = workspace.device_id;
+  p.scale = scale;
+  p.group_order = workspace_at<BlockIndex>(workspace, layout.group_order_bytes);
+  p.last_order = workspace_at<BlockIndex>(workspace, layout.last_order_bytes);
+  p.counts = workspace_at<std::int32_t>(workspace, layout.counts_bytes);
+  p.budgets = workspace_at<std::int32_t>(workspace, layout.budgets_bytes);
+  p.density = workspace_at<float>(workspace, layout.density_bytes);
+  p.flags = workspace_at<std::int32_t>(workspace, layout.flags_bytes);
+  return p;
+}
+
+const BlockIndex* Plan::row_order(std::int64_t seq, std::int64_t head, std::int64_t m) const {
+  const WorkspaceLayout& l = layout;
+  if (m == l.num_blocks[seq] - 1) return last_order + l.head_index(seq, head, 0);
+  return group_order + l.order_index(seq, l.group_of_head(head), m);
+}
+
+void compute_density(const Plan& plan) {
+  const WorkspaceLayout& l = plan.layout;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t nb = l.num_blocks[i];
+    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
+      std::int64_t selected = 0;
+      for (std::int64_t m = 0; m < nb; ++m) selected += plan.counts[l.head_index(i, h, m)];
+      plan.density[i * l.num_qo_heads + h] =
+          nb == 0 ? 1.0f : static_cast<float>(static_cast<double>(selected) / WorkspaceLayout::tri(nb));
+    }
+  }
+}
+
+namespace {
+
+// A host copy of a device plan's arrays, kept alive beside the view that points into it.
+struct HostPlan {
+  std::vector<BlockIndex> group_order, last_order;
+  std::vector<std::int32_t> counts, budgets;
+  std::vector<float> density;
+  Plan view;
+};
+
+HostPlan copy_plan_to_host(const Plan& plan) {
+  const WorkspaceLayout& l = plan.layout;
+  HostPlan h;
+  h.group_order.resize(l.order_offset[l.batch]);
+  h.last_order.resize(l.head_offset[l.batch]);
+  h.counts.resize(l.head_offset[l.batch]);
+  h.budgets.resize(l.batch * l.num_qo_heads);
+  h.density.resize(l.batch * l.num_qo_heads);
+  const Runtime runtime;
+  auto copy = [&](auto& dst, const auto* src) {
+    if (!dst.empty()) {
+      cuda::copy_to_host(dst.data(), src, dst.size() * sizeof(dst[0]), runtime);
+    }
+  };
+  copy(h.group_order, plan.group_order);
+  copy(h.last_order, plan.last_order);
+  copy(h.counts, plan.counts);
+  copy(h.budgets, plan.budgets);
+  copy(h.density, plan.density);
+  h.view = plan;
+  h.view.device = Device::kCPU;
+  h.view.group_order = h.group_order.data();
+  h.view.last_order = h.last_order.data();
+  h.view.counts = h.counts.data();
+  h.view.budgets = h.budgets.data();
+  h.view.density = h.density.data();
+  h.view.flags = nullptr;
+  return h;
+}
+
+}  // namespace
+
+std::vector<std::uint8_t> Plan::to_dense() const {
+  if (device == Device::kCUDA) return copy_plan_to_host(*this).view.to_dense();
+  const WorkspaceLayout& l = layout;
+  std::size_t total = 0;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    total += static_cast<std::size_t>(l.num_qo_heads * l.num_blocks[i] * l.num_blocks[i]);
+  }
+  std::vector<std::uint8_t> mask(total, 0);
+  std::size_t base = 0;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t nb = l.num_blocks[i];
+    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
+      for (std::int64_t m = 0; m < nb; ++m) {
+        const BlockIndex* order = row_order(i, h, m);
+        const std::int32_t count = counts[l.head_index(i, h, m)];
+        for (std::int32_t c = 0; c < count; ++c) {
+          mask[base + static_cast<std::size_t>((h * nb + m) * nb + order[c])] = 1;
+        }
+      }
+    }
+    base += static_cast<std::size_t>(l.num_qo_heads * nb * nb);
+  }
+  return mask;
+}
+
+Plan::Stats Plan::stats() const {
+  if (device == Device::kCUDA) return copy_plan_to_host(*this).view.stats();
+  const WorkspaceLayout& l = layout;
+  Stats s;
+  s.budgets.assign(budgets, budgets + l.batch * l.num_qo_heads);
+  s.density.assign(density, density + l.batch * l.num_qo_heads);
+  s.seq_density.assign(l.batch, 0.0);
+  double selected = 0.0, causal = 0.0;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const double tri = static_cast<double>(WorkspaceLayout::tri(l.num_blocks[i]));
+    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
+      const double d = s.density[i * l.num_qo_heads + h];
+      s.seq_density[i] += d / static_cast<double>(l.num_qo_heads);
+      selected += d * tri;
+      causal += tri;
+    }
+  }
+  s.density_weighted = causal > 0.0 ? selected / causal : 1.0;
+  return s;
+}
+
+Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_groups,
+                          const std::uint8_t* mask, Workspace workspace, float scale) {
+  Config config;
+  config.block_size = block_size;
+  config.num_proxy_heads = num_groups;
+  config.min_budget_tokens = 0;
+  config.dense_below_tokens = 0;
+  check_config_fits(config, shape);
+  PROXYATTN_CHECK(workspace.device == Device::kCPU, "workspace.device = ",
+                  to_string(workspace.device), ", expected cpu (build the plan on the host)");
+  const WorkspaceLayout l = make_workspace_layout(shape, config);
+  check_workspace(workspace, l.total_bytes, Device::kCPU, workspace.device_id);
+  PROXYATTN_CHECK(mask != nullptr, "mask = nullptr");
+  // Validate everything before writing: find each row's group ranking and check nesting.
+  const std::int64_t heads_per_group = l.num_qo_heads / l.num_groups;
+  std::vector<BlockIndex> group_order(l.order_offset[l.batch]);
+  std::size_t base = 0;
+  std::vector<std::size_t> seq_base(l.batch);
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    seq_base[i] = base;
+    const std::int64_t nb = l.num_blocks[i];
+    auto at = [&](std::int64_t h, std::int64_t m, std::int64_t n) {
+      return mask[base + static_cast<std::size_t>((h * nb + m) * nb + n)] != 0;
+    };
+    std::vector<int> votes(nb);
+    for (std::int64_t j = 0; j < l.num_groups; ++j) {
+      for (std::int64_t m = 0; m < nb; ++m) {
+        BlockIndex* order = group_order.data() + l.order_index(i, j, m);
+        for (std::int64_t n = 0; n <= m; ++n) {
+          votes[n] = 0;
+          for (std::int64_t h = j * heads_per_group; h < (j + 1) * heads_per_group; ++h) {
+            votes[n] += at(h, m, n) ? 1 : 0;
+          }
+          order[n] = static_cast<BlockIndex>(n);
+        }
+        std::stable_sort(order, order + m + 1, [&](BlockIndex a, BlockIndex b) {
+          return votes[a] > votes[b];
+        });
+        if (m == nb - 1) continue;  // the last block has per-head orders
+        for (std::int64_t h = j * heads_per_group; h < (j + 1) * heads_per_group; ++h) {
+          std::int64_t count = 0;
+          for (std::int64_t n = 0; n <= m; ++n) count += at(h, m, n) ? 1 : 0;
+          for (std::int64_t c = 0; c < count; ++c) {
+            PROXYATTN_CHECK(at(h, m, order[c]), "mask of sequence ", i, ", group ", j,
+                            ", query block ", m, " is not nested: head ", h,
+                            " does not select a block that a head with fewer blocks selects "
+                            "(heads of a group must select nested sets)");
+          }
+        }
+      }
+    }
+    base += static_cast<std::size_t>(l.num_qo_heads * nb * nb);
+  }
+  Plan plan = bind_plan(l, workspace, scale);
+  std::fill(plan.budgets, plan.budgets + l.batch * l.num_qo_heads, 0);
+  std::copy(group_order.begin(), group_order.end(), plan.group_order);
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t nb = l.num_blocks[i];
+    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
+      const std::uint8_t* rows = mask + seq_base[i] + static_cast<std::size_t>(h * nb * nb);
+      for (std::int64_t m = 0; m < nb; ++m) {
+        std::int32_t count = 0;
+        for (std::int64_t n = 0; n <= m; ++n) count += rows[m * nb + n] ? 1 : 0;
+        plan.counts[l.head_index(i, h, m)] = count;
+      }
+      if (nb == 0) continue;
+      // Last block: this head's selected blocks first, then the rest, each ascending.
+      BlockIndex* last = plan.last_order + l.head_index(i, h, 0);
+      const std::uint8_t* row = rows + (nb - 1) * nb;
+      std::int64_t c = 0;
+      for (std::int64_t n = 0; n < nb; ++n) if (row[n]) last[c++] = static_cast<BlockIndex>(n);
+      for (std::int64_t n = 0; n < nb; ++n) if (!row[n]) last[c++] = static_cast<BlockIndex>(n);
+      plan.budgets[i * l.num_qo_heads + h] = plan.counts[l.head_index(i, h, nb - 1)];
+    }
+  }
+  std::fill(plan.flags, plan.flags + 4, 0);
+  compute_density(plan);
+  return plan;
+}
+
+}  // namespace proxyattn

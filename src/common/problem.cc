@@ -1,0 +1,189 @@
+// src/common/problem.cc: shape and argument validation for every public entry.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+#include "common/validate.h"
+#include "proxyattn/plan.h"
+#include "proxyattn/problem.h"
+
+namespace proxyattn {
+
+std::int64_t ProblemShape::max_seqlen() const {
+  std::int64_t m = 0;
+  for (std::int64_t i = 0; i < batch(); ++i) m = std::max(m, seq_len(i));
+  return m;
+}
+
+std::vector<std::int32_t> validate_cu_seqlens(CuSeqlens cu_seqlens, std::int64_t total_tokens) {
+  PROXYATTN_CHECK(total_tokens >= 0 && total_tokens <= std::numeric_limits<std::int32_t>::max(),
+                  "total_tokens = ", total_tokens, ", expected 0 <= total_tokens < 2^31");
+  if (cu_seqlens.data == nullptr) {
+    PROXYATTN_CHECK(cu_seqlens.size == 0, "cu_seqlens.data = nullptr with size ", cu_seqlens.size,
+                    ", expected size 0 (one sequence)");
+    return {0, static_cast<std::int32_t>(total_tokens)};
+  }
+  PROXYATTN_CHECK(cu_seqlens.size >= 2, "cu_seqlens.size = ", cu_seqlens.size,
+                  ", expected batch + 1 >= 2");
+  std::vector<std::int32_t> cu(cu_seqlens.data, cu_seqlens.data + cu_seqlens.size);
+  PROXYATTN_CHECK(cu[0] == 0, "cu_seqlens[0] = ", cu[0], ", expected 0");
+  for (std::size_t i = 1; i < cu.size(); ++i) {
+    PROXYATTN_CHECK(cu[i] >= cu[i - 1], "cu_seqlens[", i, "] = ", cu[i],
+                    ", expected >= cu_seqlens[", i - 1, "] = ", cu[i - 1], " (monotone)");
+  }
+  PROXYATTN_CHECK(cu.back() == total_tokens, "cu_seqlens[", cu.size() - 1, "] = ", cu.back(),
+                  ", expected total_tokens = ", total_tokens);
+  return cu;
+}
+
+namespace {
+
+bool dtype_supported(DType dtype, Device device) {
+  if (device == Device::kCPU) return dtype == DType::kFloat32 || dtype == DType::kBFloat16;
+  return dtype == DType::kBFloat16 || dtype == DType::kFloat16;
+}
+
+bool head_dim_supported(std::int64_t head_dim, Device device) {
+  if (device == Device::kCPU) return head_dim >= 8 && head_dim <= 512 && head_dim % 8 == 0;
+  return head_dim == 64 || head_dim == 128;
+}
+
+// Checks one [tokens, heads, head_dim] operand and returns its (stride_n, stride_h).
+void check_operand(const char* name, const TensorView& t, const TensorView& q) {
+  PROXYATTN_CHECK(t.rank == 3, name, ".rank = ", t.rank, ", expected 3 ([tokens, heads, head_dim])");
+  PROXYATTN_CHECK(t.dtype == q.dtype, name, ".dtype = ", to_string(t.dtype), ", expected q.dtype = ",
+                  to_string(q.dtype));
+  PROXYATTN_CHECK(t.device == q.device && t.device_id == q.device_id, name, ".device = ",
+                  to_string(t.device), ":", t.device_id, ", expected q.device = ",
+                  to_string(q.device), ":", q.device_id);
+  for (int d = 0; d < 3; ++d) {
+    PROXYATTN_CHECK(t.shape[d] >= 0, name, ".shape = ", t.shape_string(), ", expected sizes >= 0");
+  }
+  PROXYATTN_CHECK(t.strides[2] == 1 || t.shape[2] <= 1, name, ".strides[2] = ", t.strides[2],
+                  ", expected 1 (unit stride on head_dim)");
+  PROXYATTN_CHECK(t.strides[0] >= 0 && t.strides[1] >= 0, name, ".strides = [", t.strides[0], ", ",
+                  t.strides[1], ", ", t.strides[2], "], expected non-negative strides");
+  const std::size_t esize = dtype_size(t.dtype);
+  const std::size_t align = t.device == Device::kCUDA ? 16 : esize;
+  PROXYATTN_CHECK(t.numel() == 0 || t.data != nullptr, name, ".data = nullptr, expected memory for ",
+                  t.shape_string());
+  PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(t.data) % align == 0, name, ".data = ", t.data,
+                  ", expected ", align, "-byte alignment");
+  if (t.device == Device::kCUDA) {
+    const std::int64_t vec = static_cast<std::int64_t>(16 / esize);
+    PROXYATTN_CHECK(t.strides[0] % vec == 0 && t.strides[1] % vec == 0, name, ".strides = [",
+                    t.strides[0], ", ", t.strides[1], ", 1], expected multiples of ", vec,
+                    " elements (16 bytes) on cuda");
+  }
+}
+
+}  // namespace
+
+Problem make_problem(const TensorView& q, const TensorView& k, const TensorView* v,
+                     const TensorView* out, const TensorView* lse, CuSeqlens cu_seqlens,
+                     float scale) {
+  PROXYATTN_CHECK(q.rank == 3, "q.rank = ", q.rank, ", expected 3 ([tokens, heads, head_dim])");
+  PROXYATTN_CHECK(dtype_supported(q.dtype, q.device), "q.dtype = ", to_string(q.dtype), " on ",
+                  to_string(q.device), ", expected ",
+                  q.device == Device::kCPU ? "fp32 or bf16" : "bf16 or fp16");
+  check_operand("q", q, q);
+  check_operand("k", k, q);
+  PROXYATTN_CHECK(k.shape[0] == q.shape[0], "k.shape = ", k.shape_string(),
+                  ", expected tokens = q.shape[0] = ", q.shape[0]);
+  PROXYATTN_CHECK(k.shape[2] == q.shape[2], "k.shape = ", k.shape_string(),
+                  ", expected head_dim = q.shape[2] = ", q.shape[2]);
+  PROXYATTN_CHECK(head_dim_supported(q.shape[2], q.device), "head_dim = ", q.shape[2], " on ",
+                  to_string(q.device), ", expected ",
+                  q.device == Device::kCPU ? "a multiple of 8 in [8, 512]" : "64 or 128");
+  PROXYATTN_CHECK(k.shape[1] >= 1 && q.shape[1] >= 1, "num_kv_heads = ", k.shape[1],
+                  ", num_qo_heads = ", q.shape[1], ", expected >= 1");
+  PROXYATTN_CHECK(q.shape[1] % k.shape[1] == 0, "num_qo_heads = ", q.shape[1],
+                  ", expected a multiple of num_kv_heads = ", k.shape[1]);
+  if (v != nullptr) {
+    check_operand("v", *v, q);
+    for (int d = 0; d < 3; ++d) {
+      PROXYATTN_CHECK(v->shape[d] == k.shape[d], "v.shape = ", v->shape_string(),
+                      ", expected k.shape = ", k.shape_string());
+    }
+  }
+  if (out != nullptr) {
+    check_operand("out", *out, q);
+    for (int d = 0; d < 3; ++d) {
+      PROXYATTN_CHECK(out->shape[d] == q.shape[d], "out.shape = ", out->shape_string(),
+                      ", expected q.shape = ", q.shape_string());
+    }
+  }
+  Problem p;
+  p.shape.total_tokens = q.shape[0];
+  p.shape.num_qo_heads = q.shape[1];
+  p.shape.num_kv_heads = k.shape[1];
+  p.shape.head_dim = q.shape[2];
+  p.shape.cu_seqlens = validate_cu_seqlens(cu_seqlens, q.shape[0]);
+  if (lse != nullptr) {
+    PROXYATTN_CHECK(lse->rank == 2, "lse.rank = ", lse->rank, ", expected 2 ([num_qo_heads, tokens])");
+    PROXYATTN_CHECK(lse->dtype == DType::kFloat32, "lse.dtype = ", to_string(lse->dtype),
+                    ", expected fp32");
+    PROXYATTN_CHECK(lse->device == q.device && lse->device_id == q.device_id, "lse.device = ",
+                    to_string(lse->device), ", expected q.device = ", to_string(q.device));
+    PROXYATTN_CHECK(lse->shape[0] == q.shape[1] && lse->shape[1] == q.shape[0], "lse.shape = ",
+                    lse->shape_string(), ", expected [", q.shape[1], ", ", q.shape[0], "]");
+    PROXYATTN_CHECK(lse->strides[1] == 1 || lse->shape[1] <= 1, "lse.strides[1] = ",
+                    lse->strides[1], ", expected 1");
+    PROXYATTN_CHECK(lse->strides[0] >= 0, "lse.strides[0] = ", lse->strides[0], ", expected >= 0");
+    PROXYATTN_CHECK(lse->numel() == 0 || lse->data != nullptr, "lse.data = nullptr");
+    PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(lse->data) % 4 == 0, "lse.data = ", lse->data,
+                    ", expected 4-byte alignment");
+  }
+  PROXYATTN_CHECK(std::isfinite(scale) && scale >= 0.0f, "scale = ", scale,
+                  ", expected 0 (1/sqrt(head_dim)) or a positive finite number");
+  p.dtype = q.dtype;
+  p.device = q.device;
+  p.device_id = q.device_id;
+  p.scale = scale != 0.0f ? scale
+                          : static_cast<float>(1.0 / std::sqrt(static_cast<double>(q.shape[2])));
+  p.q = q.data;
+  p.k = k.data;
+  p.q_stride_n = q.strides[0];
+  p.q_stride_h = q.strides[1];
+  p.k_stride_n = k.strides[0];
+  p.k_stride_h = k.strides[1];
+  if (v != nullptr) {
+    p.v = v->data;
+    p.v_stride_n = v->strides[0];
+    p.v_stride_h = v->strides[1];
+  }
+  if (out != nullptr) {
+    p.o = out->data;
+    p.o_stride_n = out->strides[0];
+    p.o_stride_h = out->strides[1];
+  }
+  if (lse != nullptr) {
+    p.lse = static_cast<float*>(lse->data);
+    p.lse_stride_h = lse->strides[0];
+  }
+  return p;
+}
+
+void check_config_fits(const Config& config, const ProblemShape& shape) {
+  config.validate();
+  PROXYATTN_CHECK(shape.num_kv_heads % config.num_proxy_heads == 0, "config.num_proxy_heads = ",
+                  config.num_proxy_heads, ", expected a divisor of num_kv_heads = ",
+                  shape.num_kv_heads);
+  const std::int64_t nb = (shape.max_seqlen() + config.block_size - 1) / config.block_size;
+  PROXYATTN_CHECK(nb <= kMaxBlocks, "max_seqlen = ", shape.max_seqlen(), ", expected at most ",
+                  kMaxBlocks, " blocks of ", config.block_size, " tokens");
+}
+
+void check_workspace(const Workspace& workspace, std::size_t needed, Device device, int device_id) {
+  PROXYATTN_CHECK(workspace.size >= needed, "workspace.size = ", workspace.size,
+                  ", expected at least workspace_size() = ", needed);
+  PROXYATTN_CHECK(needed == 0 || workspace.data != nullptr, "workspace.data = nullptr");
+  PROXYATTN_CHECK(workspace.device == device && workspace.device_id == device_id,
+                  "workspace.device = ", to_string(workspace.device), ":", workspace.device_id,
+                  ", expected the tensors' device ", to_string(device), ":", device_id);
+  PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(workspace.data) % 256 == 0, "workspace.data = ",
+                  workspace.data, ", expected 256-byte alignment");
+}
+
+}  // namespace proxyattn

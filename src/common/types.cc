@@ -1,0 +1,73 @@
+// src/common/types.cc: dtype and device names, tensor view helpers.
+#include "proxyattn/types.h"
+
+namespace proxyattn {
+
+const char* to_string(DType dtype) {
+  switch (dtype) {
+    case DType::kFloat32: return "fp32";
+    case DType::kBFloat16: return "bf16";
+    case DType::kFloat16: return "fp16";
+  }
+  return "unknown";
+}
+
+const char* to_string(Device device) {
+  switch (device) {
+    case Device::kCPU: return "cpu";
+    case Device::kCUDA: return "cuda";
+  }
+  return "unknown";
+}
+
+DType parse_dtype(const std::string& name) {
+  if (name == "fp32" || name == "float32") return DType::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return DType::kBFloat16;
+  if (name == "fp16" || name == "float16") return DType::kFloat16;
+  PROXYATTN_FAIL("dtype = '", name, "', expected fp32, bf16 or fp16");
+}
+
+std::size_t dtype_size(DType dtype) { return dtype == DType::kFloat32 ? 4 : 2; }
+
+TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list<std::int64_t> shape,
+                                  Device device, int device_id) {
+  TensorView t;
+  PROXYATTN_CHECK(shape.size() <= static_cast<std::size_t>(kMaxRank), "rank = ", shape.size(),
+                  ", expected at most ", kMaxRank);
+  t.data = data;
+  t.dtype = dtype;
+  t.device = device;
+  t.device_id = device_id;
+  t.rank = static_cast<int>(shape.size());
+  int i = 0;
+  for (std::int64_t s : shape) t.shape[i++] = s;
+  std::int64_t stride = 1;
+  for (int d = t.rank - 1; d >= 0; --d) {
+    t.strides[d] = stride;
+    stride *= t.shape[d];
+  }
+  return t;
+}
+
+std::int64_t TensorView::numel() const {
+  std::int64_t n = 1;
+  for (int d = 0; d < rank; ++d) n *= shape[d];
+  return n;
+}
+
+bool TensorView::is_contiguous() const {
+  std::int64_t stride = 1;
+  for (int d = rank - 1; d >= 0; --d) {
+    if (shape[d] != 1 && strides[d] != stride) return false;
+    stride *= shape[d];
+  }
+  return true;
+}
+
+std::string TensorView::shape_string() const {
+  std::string s = "[";
+  for (int d = 0; d < rank; ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
+  return s + "]";
+}
+
+}  // namespace proxyattn

@@ -1,0 +1,106 @@
+// src/prefill.cc: the public entries. Each validates once, then dispatches by the tensors'
+// device to cpu:: or cuda::. Nothing is written before validation has passed.
+#include "proxyattn/prefill.h"
+
+#include "common/validate.h"
+#include "common/workspace.h"
+#include "cpu/backend.h"
+#include "cuda/backend.h"
+
+namespace proxyattn {
+
+namespace {
+
+void check_backend(const Problem& p) {
+  if (p.device == Device::kCUDA) {
+    PROXYATTN_CHECK(cuda::available(), "q.device = cuda, but no CUDA device is available to proxyattn");
+    PROXYATTN_CHECK(cuda::is_supported(p.dtype, p.shape.head_dim), "dtype ", to_string(p.dtype),
+                    " with head_dim ", p.shape.head_dim, " has no CUDA kernel in this build");
+  }
+}
+
+void check_plan_matches(const Plan& plan, const Problem& p) {
+  const WorkspaceLayout& l = plan.layout;
+  PROXYATTN_CHECK(l.cu_seqlens == p.shape.cu_seqlens, "plan.cu_seqlens differ from the tensors' ",
+                  "(the plan was made for other sequences)");
+  PROXYATTN_CHECK(l.num_qo_heads == p.shape.num_qo_heads && l.num_kv_heads == p.shape.num_kv_heads,
+                  "plan heads = ", l.num_qo_heads, "/", l.num_kv_heads, ", expected ",
+                  p.shape.num_qo_heads, "/", p.shape.num_kv_heads);
+  PROXYATTN_CHECK(plan.device == p.device && plan.device_id == p.device_id, "plan.device = ",
+                  to_string(plan.device), ", expected q.device = ", to_string(p.device));
+  PROXYATTN_CHECK(plan.group_order != nullptr && plan.counts != nullptr && plan.last_order != nullptr,
+                  "plan has null arrays (build it with plan() or plan_from_block_mask())");
+}
+
+}  // namespace
+
+bool is_supported(DType dtype, std::int64_t head_dim, Device device) {
+  if (device == Device::kCUDA) return cuda::is_supported(dtype, head_dim);
+  return (dtype == DType::kFloat32 || dtype == DType::kBFloat16) && head_dim >= 8 &&
+         head_dim <= 512 && head_dim % 8 == 0;
+}
+
+ProblemShape problem_shape(const TensorView& q, const TensorView& k, CuSeqlens cu_seqlens) {
+  return make_problem(q, k, nullptr, nullptr, nullptr, cu_seqlens, 0.0f).shape;
+}
+
+std::size_t workspace_size(const ProblemShape& shape, const Config& config) {
+  check_config_fits(config, shape);
+  return make_workspace_layout(shape, config).total_bytes;
+}
+
+Plan plan(const TensorView& q, const TensorView& k, CuSeqlens cu_seqlens, const Config& config,
+          Workspace workspace, const Runtime& runtime) {
+  config.validate();
+  const Problem p = make_problem(q, k, nullptr, nullptr, nullptr, cu_seqlens, config.scale);
+  check_config_fits(config, p.shape);
+  check_backend(p);
+  const WorkspaceLayout layout = make_workspace_layout(p.shape, config);
+  check_workspace(workspace, layout.total_bytes, p.device, p.device_id);
+  Plan result = bind_plan(layout, workspace, p.scale);
+  if (p.device == Device::kCUDA) {
+    cuda::plan(p, config, result, workspace, runtime);
+  } else {
+    cpu::plan(p, config, result, workspace, runtime);
+  }
+  return result;
+}
+
+void attend(const TensorView& q, const TensorView& k, const TensorView& v, const Plan& plan,
+            const TensorView& out, const TensorView* lse, const Runtime& runtime) {
+  Problem p = make_problem(q, k, &v, &out, lse, CuSeqlens{plan.layout.cu_seqlens.data(),
+                                                          static_cast<std::int64_t>(plan.layout.cu_seqlens.size())},
+                           plan.scale);
+  check_plan_matches(plan, p);
+  check_backend(p);
+  if (p.device == Device::kCUDA) {
+    cuda::attend(p, plan, runtime);
+  } else {
+    cpu::attend(p, plan, runtime);
+  }
+}
+
+Plan prefill(const TensorView& q, const TensorView& k, const TensorView& v, CuSeqlens cu_seqlens,
+             const Config& config, Workspace workspace, const TensorView& out,
+             const TensorView* lse, const Runtime& runtime) {
+  // Validate every operand before the plan writes into the workspace.
+  config.validate();
+  const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, config.scale);
+  check_config_fits(config, p.shape);
+  Plan result = plan(q, k, cu_seqlens, config, workspace, runtime);
+  attend(q, k, v, result, out, lse, runtime);
+  return result;
+}
+
+void dense(const TensorView& q, const TensorView& k, const TensorView& v, CuSeqlens cu_seqlens,
+           const TensorView& out, const TensorView* lse, float scale, const Runtime& runtime) {
+  const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, scale);
+  check_backend(p);
+  if (p.device == Device::kCUDA) {
+    cuda::dense(p, runtime);
+  } else {
+    cpu::dense(p, runtime);
+  }
+}
+
+}  // namespace proxyattn

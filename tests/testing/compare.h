@@ -1,0 +1,29 @@
+// tests/testing/compare.h: runs the double reference on a workload and reports mismatches.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "cpu/conformance.h"
+#include "testing/workload.h"
+
+namespace proxyattn::testing {
+
+/// \brief The reference output (double) of attending `mask` (Plan::to_dense layout).
+struct Reference {
+  std::vector<double> out;  // [total_tokens, num_qo_heads, head_dim]
+  std::vector<double> lse;  // [num_qo_heads, total_tokens]
+};
+Reference reference_attend(const Workload& w, std::int64_t block_size,
+                           const std::vector<std::uint8_t>& mask, float scale = 0.0f);
+Reference reference_dense(const Workload& w, float scale = 0.0f);
+
+/// \brief The Problem of a workload with its output (for compare_output).
+Problem problem_of(const Workload& w, const Output* out, float scale = 0.0f);
+
+/// \brief The first `limit` elements whose error exceeds tol, as "(head h, token t, dim d): got
+/// x, want y" lines, plus max abs, mean abs and NMSE.
+std::string describe_mismatches(const Workload& w, const Output& out, const Reference& ref,
+                                double tol, int limit = 10);
+
+}  // namespace proxyattn::testing
