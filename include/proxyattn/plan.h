@@ -38,6 +38,9 @@ struct WorkspaceLayout {
   std::size_t group_order_bytes = 0, last_order_bytes = 0, counts_bytes = 0, budgets_bytes = 0,
               density_bytes = 0, flags_bytes = 0;                        // the plan
   std::size_t block_scores_bytes = 0, mass_bytes = 0, proxy_q_bytes = 0, proxy_k_bytes = 0;  // scratch
+  /// CUDA stage 5 scratch: per-(head, key block, last row) softmax partials, float2, sized for the
+  /// largest non-dense sequence and reused by each in turn.
+  std::size_t mass_partials_bytes = 0;
   std::size_t total_bytes = 0;
 
   std::int64_t num_groups_per_head() const { return num_qo_heads / num_groups; }
@@ -86,6 +89,16 @@ struct Plan {
   };
   Stats stats() const;
 };
+
+/// \brief A host copy of a plan's arrays and a host Plan viewing them (device plans are copied
+/// with a synchronizing copy). Move-only in spirit: the view points into this object's vectors.
+struct HostPlan {
+  std::vector<BlockIndex> group_order, last_order;
+  std::vector<std::int32_t> counts, budgets;
+  std::vector<float> density;
+  Plan plan;
+};
+HostPlan copy_to_host(const Plan& plan);
 
 /// \brief Builds a plan from a user's block mask, [sum_i num_qo_heads * nb_i * nb_i] bytes in the
 /// layout of to_dense() (entries above the diagonal are ignored). Within each group and query

@@ -65,6 +65,13 @@ WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& c
   const std::size_t proxy = samples * l.num_groups * l.head_dim * sizeof(float);
   l.proxy_q_bytes = take(cursor, proxy);
   l.proxy_k_bytes = take(cursor, proxy);
+  std::size_t partials = 0;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    if (l.is_dense[i]) continue;
+    const std::int64_t rows = std::min<std::int64_t>(l.block_size, shape.seq_len(i));
+    partials = std::max(partials, static_cast<std::size_t>(l.num_qo_heads * l.num_blocks[i] * rows));
+  }
+  l.mass_partials_bytes = take(cursor, partials * 2 * sizeof(float));
   l.total_bytes = cursor;
   return l;
 }
@@ -103,17 +110,7 @@ void compute_density(const Plan& plan) {
   }
 }
 
-namespace {
-
-// A host copy of a device plan's arrays, kept alive beside the view that points into it.
-struct HostPlan {
-  std::vector<BlockIndex> group_order, last_order;
-  std::vector<std::int32_t> counts, budgets;
-  std::vector<float> density;
-  Plan view;
-};
-
-HostPlan copy_plan_to_host(const Plan& plan) {
+HostPlan copy_to_host(const Plan& plan) {
   const WorkspaceLayout& l = plan.layout;
   HostPlan h;
   h.group_order.resize(l.order_offset[l.batch]);
@@ -123,8 +120,11 @@ HostPlan copy_plan_to_host(const Plan& plan) {
   h.density.resize(l.batch * l.num_qo_heads);
   const Runtime runtime;
   auto copy = [&](auto& dst, const auto* src) {
-    if (!dst.empty()) {
+    if (dst.empty()) return;
+    if (plan.device == Device::kCUDA) {
       cuda::copy_to_host(dst.data(), src, dst.size() * sizeof(dst[0]), runtime);
+    } else {
+      std::copy(src, src + dst.size(), dst.begin());
     }
   };
   copy(h.group_order, plan.group_order);
@@ -132,21 +132,19 @@ HostPlan copy_plan_to_host(const Plan& plan) {
   copy(h.counts, plan.counts);
   copy(h.budgets, plan.budgets);
   copy(h.density, plan.density);
-  h.view = plan;
-  h.view.device = Device::kCPU;
-  h.view.group_order = h.group_order.data();
-  h.view.last_order = h.last_order.data();
-  h.view.counts = h.counts.data();
-  h.view.budgets = h.budgets.data();
-  h.view.density = h.density.data();
-  h.view.flags = nullptr;
+  h.plan = plan;
+  h.plan.device = Device::kCPU;
+  h.plan.group_order = h.group_order.data();
+  h.plan.last_order = h.last_order.data();
+  h.plan.counts = h.counts.data();
+  h.plan.budgets = h.budgets.data();
+  h.plan.density = h.density.data();
+  h.plan.flags = nullptr;
   return h;
 }
 
-}  // namespace
-
 std::vector<std::uint8_t> Plan::to_dense() const {
-  if (device == Device::kCUDA) return copy_plan_to_host(*this).view.to_dense();
+  if (device == Device::kCUDA) return copy_to_host(*this).plan.to_dense();
   const WorkspaceLayout& l = layout;
   std::size_t total = 0;
   for (std::int64_t i = 0; i < l.batch; ++i) {
@@ -171,7 +169,7 @@ std::vector<std::uint8_t> Plan::to_dense() const {
 }
 
 Plan::Stats Plan::stats() const {
-  if (device == Device::kCUDA) return copy_plan_to_host(*this).view.stats();
+  if (device == Device::kCUDA) return copy_to_host(*this).plan.stats();
   const WorkspaceLayout& l = layout;
   Stats s;
   s.budgets.assign(budgets, budgets + l.batch * l.num_qo_heads);

@@ -1,0 +1,199 @@
+// src/cuda/kernel/mma.cuh: sm_80 building blocks: cp.async tile loads into swizzled shared
+// memory, ldmatrix, mma.sync m16n8k16 (bf16/fp16 in, fp32 accumulate) and the two warp-level
+// products of attention (S = Q K^T and O += P V) over a 64-key tile.
+//
+// Fragment layouts (PTX ISA, "mma.m16n8k16"), with g = lane / 4 and c = lane % 4:
+//   A 16x16 row-major: a0 (g, 2c..2c+1)  a1 (g+8, 2c..)  a2 (g, 2c+8..)  a3 (g+8, 2c+8..)
+//   B 16x8  (k x n):   b0 (k 2c..2c+1, n g)  b1 (k 2c+8.., n g)
+//   C 16x8  fp32:      c0,c1 (g, 2c..2c+1)   c2,c3 (g+8, 2c..2c+1)
+#pragma once
+
+#include <cstdint>
+
+#include "cuda/common.cuh"
+
+namespace proxyattn::cuda::kernel {
+
+constexpr int kKeyTile = 64;  ///< keys per shared-memory tile in every kernel
+
+/// \brief Element offset of (row, col) in a [rows, kCols] 16-bit tile whose 16-byte chunks are
+/// XOR-swizzled by row % 8, so that ldmatrix over 8 rows hits 8 distinct bank groups.
+template <int kCols>
+__device__ __forceinline__ int swizzle(int row, int col) {
+  static_assert(kCols % 64 == 0, "rows must hold a multiple of 8 chunks of 16 bytes");
+  const int chunk = (col >> 3) ^ (row & 7);
+  return row * kCols + (chunk << 3) + (col & 7);
+}
+
+__device__ __forceinline__ std::uint32_t smem_addr(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+/// \brief 16-byte asynchronous copy global -> shared; zero-fills when !valid.
+__device__ __forceinline__ void cp_async_16(void* smem, const void* gmem, bool valid) {
+  const int bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)),
+               "l"(gmem), "r"(bytes));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
+}
+
+/// \brief Copies rows [0, kRows) of a strided [rows, kCols] global matrix into a swizzled tile;
+/// rows >= valid_rows become zeros. All kThreads threads of the CTA take part.
+/// \param gmem row 0 of the matrix; row r starts at gmem + r * row_stride (elements)
+template <typename T, int kRows, int kCols, int kThreads>
+__device__ __forceinline__ void load_tile(T* smem, const T* gmem, std::int64_t row_stride,
+                                          int valid_rows, int tid) {
+  constexpr int kChunks = kCols / 8;
+  static_assert((kRows * kChunks) % kThreads == 0, "tile must split evenly over threads");
+#pragma unroll
+  for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
+    const int idx = tid + i * kThreads;
+    const int row = idx / kChunks;
+    const int col = (idx % kChunks) * 8;
+    const bool valid = row < valid_rows;
+    const T* src = valid ? gmem + row * row_stride + col : gmem;
+    cp_async_16(smem + swizzle<kCols>(row, col), src, valid);
+  }
+}
+
+__device__ __forceinline__ void ldmatrix_x4(std::uint32_t (&r)[4], std::uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(std::uint32_t (&r)[4], std::uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
+/// \brief c += a * b on one m16n8k16 tile.
+template <typename T>
+__device__ __forceinline__ void mma_16816(float (&c)[4], const std::uint32_t (&a)[4],
+                                          std::uint32_t b0, std::uint32_t b1);
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const std::uint32_t (&a)[4],
+                                                         std::uint32_t b0, std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+template <>
+__device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const std::uint32_t (&a)[4],
+                                                  std::uint32_t b0, std::uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+      "{%8, %9}, {%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/// \brief 2^x with the SFU (ex2.approx.ftz); 2^-inf = 0.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+/// \brief A fragments of a warp's 16 rows [row0, row0 + 16) of a swizzled [*, kCols] tile.
+/// \param rA [kCols / 16][4]: one m16k16 A fragment per 16 columns
+template <typename T, int kCols>
+__device__ __forceinline__ void load_a_fragments(std::uint32_t (&rA)[kCols / 16][4], const T* sA,
+                                                 int row0, int lane) {
+  const int row = row0 + (lane & 7) + ((lane >> 3) & 1) * 8;
+#pragma unroll
+  for (int ks = 0; ks < kCols / 16; ++ks) {
+    const int col = ks * 16 + (lane >> 4) * 8;
+    ldmatrix_x4(rA[ks], smem_addr(sA + swizzle<kCols>(row, col)));
+  }
+}
+
+/// \brief Shared-memory addresses of a warp's ldmatrix.x4 rows in a swizzled [*, kCols] tile, as
+/// 4 per-lane bases plus immediates: for 16-row step i and 16-column step k the address is
+/// base[k % 4] + i * 16 * kCols * 2 + (k / 4) * 128 bytes. (The swizzle XORs the chunk with
+/// row % 8, which every row of the lane shares, so only the low chunk bits vary with k % 4.)
+/// \param row_lane the lane's row within a 16-row step   \param col_hi 0 or 1: high 8 columns
+template <int kCols>
+struct LdmatrixAddr {
+  std::uint32_t base[4];
+  __device__ __forceinline__ LdmatrixAddr(const void* tile, int row_lane, int col_hi) {
+    const std::uint32_t tile_addr = smem_addr(tile) + row_lane * kCols * 2;
+    const int x = col_hi ^ (row_lane & 7);
+#pragma unroll
+    for (int k4 = 0; k4 < 4; ++k4) base[k4] = tile_addr + (((2 * k4) ^ x) << 4);
+  }
+  __device__ __forceinline__ std::uint32_t at(int i, int k) const {
+    return base[k % 4] + i * 16 * kCols * 2 + (k / 4) * 128;
+  }
+};
+
+/// \brief rS = Q K^T for a warp's 16 query rows against a 64-key tile.
+/// TUTORIAL: naive equivalent: rS[r][u] = sum_d Q[r][d] * K[u][d], fp32 accumulation.
+/// \param rS [8][4] accumulators: key tile n8 = nt covers keys nt*8 .. nt*8+7
+/// \param rQ [kHeadDim / 16][4] A fragments of the warp's query rows
+/// \param sK [64, kHeadDim] swizzled key tile
+template <typename T, int kHeadDim>
+__device__ __forceinline__ void warp_qk(float (&rS)[kKeyTile / 8][4],
+                                        const std::uint32_t (&rQ)[kHeadDim / 16][4], const T* sK,
+                                        int lane) {
+#pragma unroll
+  for (int nt = 0; nt < kKeyTile / 8; ++nt) {
+    rS[nt][0] = rS[nt][1] = rS[nt][2] = rS[nt][3] = 0.0f;
+  }
+  // Matrices of ldmatrix.x4: (keys 0-7, d lo), (keys 0-7, d hi), (keys 8-15, d lo), (8-15, hi).
+  const LdmatrixAddr<kHeadDim> addr(sK, (lane & 7) + (lane >> 4) * 8, (lane >> 3) & 1);
+#pragma unroll
+  for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+#pragma unroll
+    for (int np = 0; np < kKeyTile / 16; ++np) {
+      std::uint32_t rK[4];  // b0,b1 of keys np*16+0..7, then of keys np*16+8..15
+      ldmatrix_x4(rK, addr.at(np, ks));
+      mma_16816<T>(rS[2 * np], rQ[ks], rK[0], rK[1]);
+      mma_16816<T>(rS[2 * np + 1], rQ[ks], rK[2], rK[3]);
+    }
+  }
+}
+
+/// \brief rO += P V for a warp's 16 rows; P comes from the fp32 scores rS, rounded to T.
+/// TUTORIAL: naive equivalent: rO[r][d] += sum_u T(P[r][u]) * V[u][d].
+/// \param rO [kHeadDim / 8][4] accumulators   \param sV [64, kHeadDim] swizzled value tile
+template <typename T, int kHeadDim>
+__device__ __forceinline__ void warp_pv(float (&rO)[kHeadDim / 8][4],
+                                        const float (&rS)[kKeyTile / 8][4], const T* sV,
+                                        int lane) {
+  // Matrices of ldmatrix.x4.trans: (keys 0-7, d lo), (keys 8-15, d lo), (0-7, hi), (8-15, hi).
+  const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+#pragma unroll
+  for (int kk = 0; kk < kKeyTile / 16; ++kk) {
+    std::uint32_t rP[4];
+    rP[0] = ElemTraits<T>::pack(rS[2 * kk][0], rS[2 * kk][1]);
+    rP[1] = ElemTraits<T>::pack(rS[2 * kk][2], rS[2 * kk][3]);
+    rP[2] = ElemTraits<T>::pack(rS[2 * kk + 1][0], rS[2 * kk + 1][1]);
+    rP[3] = ElemTraits<T>::pack(rS[2 * kk + 1][2], rS[2 * kk + 1][3]);
+#pragma unroll
+    for (int dp = 0; dp < kHeadDim / 16; ++dp) {
+      std::uint32_t rV[4];  // b0,b1 of columns dp*16+0..7, then of dp*16+8..15
+      ldmatrix_x4_trans(rV, addr.at(kk, dp));
+      mma_16816<T>(rO[2 * dp], rP, rV[0], rV[1]);
+      mma_16816<T>(rO[2 * dp + 1], rP, rV[2], rV[3]);
+    }
+  }
+}
+
+/// \brief Max over the 4 lanes of a quad (the threads that share an accumulator row).
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+}  // namespace proxyattn::cuda::kernel

@@ -1,0 +1,110 @@
+// src/cuda/params.h: the Params structs the CUDA kernels take by value (__grid_constant__). Plain
+// C++: raw pointers, int64 strides in elements, sizes. Built on the host from Problem and Plan.
+#pragma once
+
+#include <cstdint>
+
+namespace proxyattn::cuda {
+
+/// Sequences one attention launch covers; the kernel finds its own by a scan over cta_start.
+constexpr int kMaxSeqsPerLaunch = 32;
+
+/// \brief One sequence of a packed batch, as a launch sees it.
+struct SeqDesc {
+  std::int64_t token_start = 0;   ///< cu_seqlens[i]
+  std::int64_t order_offset = 0;  ///< start of the sequence in group_order (elements)
+  std::int64_t head_offset = 0;   ///< start of the sequence in counts / last_order (elements)
+  std::int32_t len = 0;           ///< N_i
+  std::int32_t num_blocks = 0;    ///< nb_i
+  std::int32_t cta_start = 0;     ///< first grid row (blockIdx.y) of the sequence
+  std::int32_t dense = 0;         ///< 1: every causal block, no plan read
+};
+
+/// \brief Stage 7 (and dense attention): block-sparse causal attention over a plan.
+struct AttendParams {
+  const void* q = nullptr;  // [total_tokens, num_qo_heads, head_dim]
+  const void* k = nullptr;  // [total_tokens, num_kv_heads, head_dim]
+  const void* v = nullptr;  // [total_tokens, num_kv_heads, head_dim]
+  void* o = nullptr;        // [total_tokens, num_qo_heads, head_dim]
+  float* lse = nullptr;     // [num_qo_heads, total_tokens] or nullptr
+  std::int64_t q_stride_n = 0, q_stride_h = 0;
+  std::int64_t k_stride_n = 0, k_stride_h = 0;
+  std::int64_t v_stride_n = 0, v_stride_h = 0;
+  std::int64_t o_stride_n = 0, o_stride_h = 0;
+  std::int64_t lse_stride_h = 0;
+  std::int32_t num_qo_heads = 0;
+  std::int32_t group_size = 1;       ///< query heads per KV head
+  std::int32_t heads_per_group = 1;  ///< query heads per proxy group (plan rows)
+  float scale_log2 = 0.0f;           ///< softmax scale * log2(e)
+
+  const std::int16_t* group_order = nullptr;  // plan arrays (unused for dense sequences)
+  const std::int16_t* last_order = nullptr;
+  const std::int32_t* counts = nullptr;
+  std::int32_t* flags = nullptr;  // [4] device-side error flags; may be nullptr
+
+  std::int32_t num_seqs = 0;
+  SeqDesc seqs[kMaxSeqsPerLaunch];
+};
+
+/// \brief Stages 2-4 of one sequence: proxy pooling, strided logits, log-space block scores.
+struct EstimateParams {
+  const void* q = nullptr;  // [total_tokens, num_qo_heads, head_dim]
+  const void* k = nullptr;  // [total_tokens, num_kv_heads, head_dim]
+  std::int64_t q_stride_n = 0, q_stride_h = 0;
+  std::int64_t k_stride_n = 0, k_stride_h = 0;
+  std::int64_t token_start = 0;
+  std::int32_t len = 0;          ///< N
+  std::int32_t num_samples = 0;  ///< ceil(N / stride)
+  std::int32_t stride = 4;
+  std::int32_t block_size = 128;
+  std::int32_t num_blocks = 0;  ///< nb
+  std::int32_t num_groups = 1;
+  std::int32_t q_heads_per_group = 1, kv_heads_per_group = 1;
+  float q_inv_count = 1.0f, k_inv_count = 1.0f;  ///< 1 / heads per group, fp32
+  float scale = 1.0f;
+  void* proxy_q = nullptr;     // [g, num_samples, head_dim] input dtype
+  void* proxy_k = nullptr;     // [g, num_samples, head_dim] input dtype
+  float* proxy_lse = nullptr;  // [g, num_samples]  lse_j[t] (natural log)
+  float* block_scores = nullptr;  // [g, tri(nb)]  S_j[m][n] at m(m+1)/2 + n
+};
+
+/// \brief Stage 5 of one sequence: per-head last-block mass a_h and budgets.
+struct BudgetParams {
+  const void* q = nullptr;
+  const void* k = nullptr;
+  std::int64_t q_stride_n = 0, q_stride_h = 0;
+  std::int64_t k_stride_n = 0, k_stride_h = 0;
+  std::int64_t token_start = 0;
+  std::int32_t len = 0;         ///< N
+  std::int32_t last_rows = 0;   ///< R = min(b, N)
+  std::int32_t block_size = 128;
+  std::int32_t num_blocks = 0;
+  std::int32_t num_qo_heads = 0;
+  std::int32_t group_size = 1;  ///< query heads per KV head
+  float scale_log2 = 0.0f;
+  float2* partials = nullptr;  // [H, nb, R]  (max log2, sum of 2^(x - max)) per row and key block
+  float* mass = nullptr;       // [H, nb]  a_h[n]
+};
+
+/// \brief Stages 5 (budgets) and 6 (selection) of one sequence, after the scores and masses.
+struct SelectParams {
+  const float* block_scores = nullptr;  // [g, tri(nb)]
+  const float* mass = nullptr;          // [H, nb]
+  std::int16_t* group_order = nullptr;  // [g, tri(nb)]
+  std::int16_t* last_order = nullptr;   // [H, nb]
+  std::int32_t* counts = nullptr;       // [H, nb]
+  std::int32_t* budgets = nullptr;      // [H]
+  float* density = nullptr;             // [H]
+  std::int32_t num_blocks = 0;
+  std::int32_t num_qo_heads = 0;
+  std::int32_t heads_per_group = 1;
+  std::int32_t keep_sink = 1, keep_diagonal = 1;
+  std::int32_t exact_last = 1;
+  std::int32_t dense = 0;
+  double gamma = 0.95;
+  std::int64_t min_blocks = 0;
+  std::int64_t max_blocks = -1;  ///< -1: unbounded
+  double forced_density = 0.0;
+};
+
+}  // namespace proxyattn::cuda

@@ -1,0 +1,96 @@
+// tools/proxyattn/plan_cmd.cc: `proxyattn plan`, budgets and density per head, the selected
+// blocks as JSON and, with --png, as a heatmap.
+#include <algorithm>
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include "tools/proxyattn/cli.h"
+
+namespace proxyattn::cli {
+
+namespace {
+
+std::vector<int> parse_heads(const std::string& list, std::int64_t num_heads) {
+  std::vector<int> heads;
+  if (list.empty()) {
+    for (std::int64_t h = 0; h < std::min<std::int64_t>(num_heads, 4); ++h) heads.push_back(static_cast<int>(h));
+    return heads;
+  }
+  std::stringstream ss(list);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    int h = -1;
+    try {
+      h = std::stoi(item);
+    } catch (const std::exception&) {
+      PROXYATTN_FAIL("--show-heads item '", item, "', expected a head index");
+    }
+    PROXYATTN_CHECK(h >= 0 && h < num_heads, "--show-heads item ", h, ", expected 0 .. ", num_heads - 1);
+    heads.push_back(h);
+  }
+  return heads;
+}
+
+}  // namespace
+
+int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads) {
+  const Config config = o.config();
+  Inputs in;
+  load_inputs(o, in);
+  const std::vector<int> heads = parse_heads(show_heads, in.host.spec.num_qo_heads);
+  const Runtime runtime{o.threads, nullptr};
+  const ProblemShape shape = problem_shape(in.q(), in.k(), in.host.seqlens());
+  DeviceBuffer ws(workspace_size(shape, config), in.device);
+  progress("plan");
+  const Plan p = plan(in.q(), in.k(), in.host.seqlens(), config, ws.workspace(), runtime);
+  progress("");
+  const HostPlan hp = copy_to_host(p);
+  const WorkspaceLayout& l = hp.plan.layout;
+  const std::int64_t H = l.num_qo_heads, nb = l.batch > 0 ? l.num_blocks[0] : 0;
+  std::printf("proxyattn plan: %s, heads %lld/%lld, block %d, gamma %g, last block %s (sequence 0, %lld blocks)\n",
+              in.description.c_str(), static_cast<long long>(H), static_cast<long long>(l.num_kv_heads),
+              config.block_size, config.gamma, to_string(config.last_block_selection),
+              static_cast<long long>(nb));
+  std::printf("  %5s %8s %14s %14s %9s\n", "head", "kv head", "budget blocks", "budget tokens", "density");
+  nlohmann::json budgets = nlohmann::json::array(), density = nlohmann::json::array(),
+                 blocks = nlohmann::json::array();
+  for (std::int64_t h = 0; h < H; ++h) {
+    const std::int32_t b = l.batch > 0 ? hp.plan.budgets[h] : 0;
+    const float d = l.batch > 0 ? hp.plan.density[h] : 1.0f;
+    std::printf("  %5lld %8lld %14d %14lld %9.4f\n", static_cast<long long>(h),
+                static_cast<long long>(h / (H / l.num_kv_heads)), b,
+                static_cast<long long>(b) * config.block_size, d);
+    budgets.push_back(b);
+    density.push_back(d);
+    nlohmann::json rows = nlohmann::json::array();
+    for (std::int64_t m = 0; m < nb; ++m) {
+      const BlockIndex* order = hp.plan.row_order(0, h, m);
+      std::vector<int> row(order, order + hp.plan.counts[l.head_index(0, h, m)]);
+      std::sort(row.begin(), row.end());
+      rows.push_back(row);
+    }
+    blocks.push_back(rows);
+  }
+  const Plan::Stats stats = hp.plan.stats();
+  std::printf("  density (weighted by causal blocks): %.4f\n", stats.density_weighted);
+  if (!png.empty()) {
+    write_plan_png(png, hp.plan, heads);
+    std::printf("  wrote %s (heads", png.c_str());
+    for (int h : heads) std::printf(" %d", h);
+    std::printf(")\n");
+  }
+  if (o.json) {
+    nlohmann::json j;
+    j["budgets"] = budgets;
+    j["density"] = density;
+    j["blocks"] = blocks;
+    j["density_weighted"] = stats.density_weighted;
+    j["seq_len"] = in.host.total_tokens;
+    j["backend"] = o.backend;
+    std::cout << j.dump() << std::endl;
+  }
+  return 0;
+}
+
+}  // namespace proxyattn::cli

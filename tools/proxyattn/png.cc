@@ -1,0 +1,59 @@
+// tools/proxyattn/png.cc: the selected blocks of some heads as a PNG heatmap (libpng). Each head
+// is an nb x nb panel, query blocks down, key blocks across: selected blocks dark, causal blocks
+// not selected light, the upper triangle white. Panels sit side by side.
+#include <png.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "tools/proxyattn/cli.h"
+
+namespace proxyattn::cli {
+
+void write_plan_png(const std::string& path, const Plan& plan, const std::vector<int>& heads) {
+  const WorkspaceLayout& l = plan.layout;
+  PROXYATTN_CHECK(l.batch > 0 && l.num_blocks[0] > 0, "--png: the first sequence is empty");
+  PROXYATTN_CHECK(plan.device == Device::kCPU, "--png needs a host plan");
+  const std::int64_t nb = l.num_blocks[0];
+  const std::int64_t cell = std::max<std::int64_t>(1, 256 / nb);  // pixels per block
+  const std::int64_t gap = 8, panel = nb * cell;
+  const std::int64_t width = static_cast<std::int64_t>(heads.size()) * (panel + gap) - gap;
+  const std::int64_t height = panel;
+  const std::vector<std::uint8_t> mask = plan.to_dense();
+  std::vector<std::uint8_t> image(width * height * 3, 255);
+  for (std::size_t e = 0; e < heads.size(); ++e) {
+    const std::int64_t h = heads[e], x0 = static_cast<std::int64_t>(e) * (panel + gap);
+    for (std::int64_t m = 0; m < nb; ++m) {
+      for (std::int64_t n = 0; n <= m; ++n) {
+        const bool selected = mask[(h * nb + m) * nb + n] != 0;
+        const std::uint8_t rgb[3] = {static_cast<std::uint8_t>(selected ? 24 : 225),
+                                     static_cast<std::uint8_t>(selected ? 64 : 228),
+                                     static_cast<std::uint8_t>(selected ? 160 : 235)};
+        for (std::int64_t y = m * cell; y < (m + 1) * cell; ++y) {
+          for (std::int64_t x = x0 + n * cell; x < x0 + (n + 1) * cell; ++x) {
+            for (int c = 0; c < 3; ++c) image[(y * width + x) * 3 + c] = rgb[c];
+          }
+        }
+      }
+    }
+  }
+  std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "wb"), &std::fclose);
+  PROXYATTN_CHECK(file != nullptr, "--png ", path, ": cannot open for writing");
+  png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
+  png_infop info = png ? png_create_info_struct(png) : nullptr;
+  PROXYATTN_CHECK(png != nullptr && info != nullptr, "--png: libpng could not start");
+  if (setjmp(png_jmpbuf(png))) {
+    png_destroy_write_struct(&png, &info);
+    PROXYATTN_FAIL("--png ", path, ": libpng failed while writing");
+  }
+  png_init_io(png, file.get());
+  png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,
+               PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT,
+               PNG_FILTER_TYPE_DEFAULT);
+  png_write_info(png, info);
+  for (std::int64_t y = 0; y < height; ++y) png_write_row(png, &image[y * width * 3]);
+  png_write_end(png, nullptr);
+  png_destroy_write_struct(&png, &info);
+}
+
+}  // namespace proxyattn::cli
