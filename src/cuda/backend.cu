@@ -8,6 +8,7 @@
 #include "cuda/backend.h"
 #include "cuda/common.cuh"
 #include "cuda/dispatch.h"
+#include "cuda/kernel/estimate.cuh"
 #include "cuda/kernel/select.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"

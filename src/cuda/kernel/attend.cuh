@@ -89,15 +89,12 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
   const T* gV = static_cast<const T*>(p.v) + seq.token_start * p.v_stride_n + kv_head * p.v_stride_h;
 
   // Prologue: Q and the first key tile.
-  load_tile<T, kBlock, kHeadDim, kThreads>(sQ, gQ + q_row0 * p.q_stride_n, p.q_stride_n,
-                                           len - q_row0, tid);
+  load_tile<T, kBlock, kHeadDim, kThreads>(sQ, gQ, p.q_stride_n, q_row0, len, tid);
   if (num_tiles > 0) {
     const KeyTile first = key_tile<kBlock>(0, m, order);
     if (first.kind != KeyTile::kSkip) {
-      load_tile<T, kKeyTile, kHeadDim, kThreads>(sK, gK + first.key_start * p.k_stride_n,
-                                                 p.k_stride_n, len - first.key_start, tid);
-      load_tile<T, kKeyTile, kHeadDim, kThreads>(sV, gV + first.key_start * p.v_stride_n,
-                                                 p.v_stride_n, len - first.key_start, tid);
+      load_tile<T, kKeyTile, kHeadDim, kThreads>(sK, gK, p.k_stride_n, first.key_start, len, tid);
+      load_tile<T, kKeyTile, kHeadDim, kThreads>(sV, gV, p.v_stride_n, first.key_start, len, tid);
     }
   }
   cp_async_commit();
@@ -118,12 +115,10 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
       const KeyTile next = key_tile<kBlock>(t + 1, m, order);
       if (next.kind != KeyTile::kSkip) {
         const int buf = (t + 1) & 1;
-        load_tile<T, kKeyTile, kHeadDim, kThreads>(sK + buf * kKeyTile * kHeadDim,
-                                                   gK + next.key_start * p.k_stride_n,
-                                                   p.k_stride_n, len - next.key_start, tid);
-        load_tile<T, kKeyTile, kHeadDim, kThreads>(sV + buf * kKeyTile * kHeadDim,
-                                                   gV + next.key_start * p.v_stride_n,
-                                                   p.v_stride_n, len - next.key_start, tid);
+        load_tile<T, kKeyTile, kHeadDim, kThreads>(sK + buf * kKeyTile * kHeadDim, gK,
+                                                   p.k_stride_n, next.key_start, len, tid);
+        load_tile<T, kKeyTile, kHeadDim, kThreads>(sV + buf * kKeyTile * kHeadDim, gV,
+                                                   p.v_stride_n, next.key_start, len, tid);
       }
     }
     cp_async_commit();

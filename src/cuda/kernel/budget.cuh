@@ -41,14 +41,10 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
   const int n1 = min(n0 + Traits::kBlocksPerCta, p.num_blocks);
   const int num_tiles = (n1 - n0) * tiles_per_block;
 
-  const T* gQ = static_cast<const T*>(p.q) + (p.token_start + first_row) * p.q_stride_n +
-                head * p.q_stride_h;
+  const T* gQ = static_cast<const T*>(p.q) + p.token_start * p.q_stride_n + head * p.q_stride_h;
   const T* gK = static_cast<const T*>(p.k) + p.token_start * p.k_stride_n + kv_head * p.k_stride_h;
-  load_tile<T, kRows, kHeadDim, kThreads>(sQ, gQ, p.q_stride_n, R, tid);
-  {
-    const int k0 = n0 * p.block_size;
-    load_tile<T, 64, kHeadDim, kThreads>(sK, gK + k0 * p.k_stride_n, p.k_stride_n, N - k0, tid);
-  }
+  load_tile<T, kRows, kHeadDim, kThreads>(sQ, gQ, p.q_stride_n, first_row, N, tid);
+  load_tile<T, 64, kHeadDim, kThreads>(sK, gK, p.k_stride_n, n0 * p.block_size, N, tid);
   cp_async_commit();
 
   std::uint32_t rQ[kHeadDim / 16][4];
@@ -61,8 +57,8 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
     const int k0 = n0 * p.block_size + t * 64;  // tiles of a chunk are contiguous keys
     if (t + 1 < num_tiles) {
       const int k1 = k0 + 64;
-      load_tile<T, 64, kHeadDim, kThreads>(sK + ((t + 1) & 1) * 64 * kHeadDim,
-                                           gK + k1 * p.k_stride_n, p.k_stride_n, N - k1, tid);
+      load_tile<T, 64, kHeadDim, kThreads>(sK + ((t + 1) & 1) * 64 * kHeadDim, gK, p.k_stride_n,
+                                           k1, N, tid);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -114,7 +110,7 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
 }
 
 /// \brief Grid H, 256 threads. a_h[n] = (1/R) sum_t sum_n(t) 2^(max_n(t) - lse2_t).
-__global__ void mass_reduce_kernel(const __grid_constant__ BudgetParams p) {
+static __global__ void mass_reduce_kernel(const __grid_constant__ BudgetParams p) {
   __shared__ float lse2[128];
   const int head = blockIdx.x;
   const int R = p.last_rows;

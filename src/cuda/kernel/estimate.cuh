@@ -42,7 +42,7 @@ __global__ void pool_kernel(const __grid_constant__ EstimateParams p, int head_d
 }
 
 /// \brief Fills n floats with v (block scores start at -inf).
-__global__ void fill_kernel(float* data, std::int64_t n, float v) {
+static __global__ void fill_kernel(float* data, std::int64_t n, float v) {
   for (std::int64_t i = blockIdx.x * static_cast<std::int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
     data[i] = v;
@@ -89,9 +89,8 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
   const std::int64_t tri = static_cast<std::int64_t>(p.num_blocks) * (p.num_blocks + 1) / 2;
   float* scores = p.block_scores + j * tri;
 
-  load_tile<T, kRows, kHeadDim, kThreads>(sQ, gQp + static_cast<std::int64_t>(r0) * kHeadDim,
-                                          kHeadDim, S - r0, tid);
-  load_tile<T, 64, kHeadDim, kThreads>(sK, gKp, kHeadDim, S, tid);
+  load_tile<T, kRows, kHeadDim, kThreads>(sQ, gQp, kHeadDim, r0, S, tid);
+  load_tile<T, 64, kHeadDim, kThreads>(sK, gKp, kHeadDim, 0, S, tid);
   cp_async_commit();
 
   const int row_a = r0 + warp * 16 + g;  // the thread's two rows: row_a and row_a + 8
@@ -108,9 +107,8 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
   for (int kt = 0; kt < num_tiles; ++kt) {
     if (kt + 1 < num_tiles) {
       const int k0 = (kt + 1) * 64;
-      load_tile<T, 64, kHeadDim, kThreads>(sK + ((kt + 1) & 1) * 64 * kHeadDim,
-                                           gKp + static_cast<std::int64_t>(k0) * kHeadDim, kHeadDim,
-                                           S - k0, tid);
+      load_tile<T, 64, kHeadDim, kThreads>(sK + ((kt + 1) & 1) * 64 * kHeadDim, gKp, kHeadDim, k0,
+                                           S, tid);
     }
     cp_async_commit();
     cp_async_wait<1>();

@@ -41,12 +41,13 @@ __device__ __forceinline__ void cp_async_wait() {
   asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending));
 }
 
-/// \brief Copies rows [0, kRows) of a strided [rows, kCols] global matrix into a swizzled tile;
-/// rows >= valid_rows become zeros. All kThreads threads of the CTA take part.
+/// \brief Copies rows [first_row, first_row + kRows) of a strided global matrix into a swizzled
+/// [kRows, kCols] tile; rows >= end_row become zeros (and read nothing: their copies point at
+/// row 0, which callers guarantee exists whenever any row is valid).
 /// \param gmem row 0 of the matrix; row r starts at gmem + r * row_stride (elements)
 template <typename T, int kRows, int kCols, int kThreads>
 __device__ __forceinline__ void load_tile(T* smem, const T* gmem, std::int64_t row_stride,
-                                          int valid_rows, int tid) {
+                                          int first_row, int end_row, int tid) {
   constexpr int kChunks = kCols / 8;
   static_assert((kRows * kChunks) % kThreads == 0, "tile must split evenly over threads");
 #pragma unroll
@@ -54,8 +55,8 @@ __device__ __forceinline__ void load_tile(T* smem, const T* gmem, std::int64_t r
     const int idx = tid + i * kThreads;
     const int row = idx / kChunks;
     const int col = (idx % kChunks) * 8;
-    const bool valid = row < valid_rows;
-    const T* src = valid ? gmem + row * row_stride + col : gmem;
+    const bool valid = first_row + row < end_row;
+    const T* src = valid ? gmem + (first_row + row) * row_stride + col : gmem;
     cp_async_16(smem + swizzle<kCols>(row, col), src, valid);
   }
 }
