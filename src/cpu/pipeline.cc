@@ -44,7 +44,10 @@ void plan(const Problem& p, const Config& c, Plan& plan, Workspace workspace,
   std::fill(plan.flags, plan.flags + 4, 0);
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const Sequence s{i, l.cu_seqlens[i], l.cu_seqlens[i + 1] - l.cu_seqlens[i], l.num_blocks[i]};
-    if (s.num_blocks == 0) continue;
+    if (s.num_blocks == 0) {  // an empty sequence selects nothing
+      std::fill(plan.budgets + i * l.num_qo_heads, plan.budgets + (i + 1) * l.num_qo_heads, 0);
+      continue;
+    }
     if (l.is_dense[i]) {
       plan_dense_sequence(s, plan);
       continue;
