@@ -1,0 +1,139 @@
+"""Array plumbing shared by the numpy and torch faces: DLPack capsules, allocation like an input,
+streams and host cu_seqlens. torch is never imported here; a tensor is recognised through
+sys.modules, so numpy-only users never load it.
+"""
+import sys
+
+import numpy as np
+
+from . import _core
+
+ALIGN = 256  # workspace alignment the library requires
+
+
+class BF16Array(np.ndarray):
+    """A uint16 numpy array whose elements are bfloat16 bit patterns (numpy has no bf16 dtype).
+
+    Make one with proxyattn.as_bf16(float_array); proxyattn.bf16_to_float32 converts back. Outputs
+    computed from BF16Array inputs are BF16Array too.
+    """
+
+
+def as_bf16(x):
+    """float array -> BF16Array, rounding to nearest even (NaN stays NaN)."""
+    f = np.ascontiguousarray(x, dtype=np.float32)
+    bits = f.view(np.uint32)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    out = rounded.astype(np.uint16)
+    nan = np.isnan(f)
+    if nan.any():
+        out[nan] = ((bits[nan] >> np.uint32(16)) | np.uint32(0x40)).astype(np.uint16)
+    return out.view(BF16Array)
+
+
+def bf16_to_float32(x):
+    """BF16Array (or uint16 bit patterns) -> float32 array."""
+    u = np.asarray(x, dtype=np.uint16).astype(np.uint32) << np.uint32(16)
+    return u.view(np.float32)
+
+
+def torch_module():
+    return sys.modules.get("torch")
+
+
+def is_torch(x):
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
+def is_bf16_numpy(x):
+    return isinstance(x, BF16Array)
+
+
+def check_writable(x, name):
+    if isinstance(x, np.ndarray) and not x.flags.writeable:
+        raise _core.Error(f"proxyattn: {name} is a read-only numpy array, expected a writable one")
+
+
+def capsule(x, name):
+    """A DLPack capsule viewing x (zero copy), or x itself for other DLPack producers.
+
+    Read-only numpy inputs are copied once (numpy will not export them); outputs must be writable.
+    """
+    if is_torch(x):
+        if x.requires_grad:
+            x = x.detach()
+        to_dlpack = getattr(sys.modules["torch"].utils.dlpack, "to_dlpack", None)
+        return to_dlpack(x) if to_dlpack is not None else x.__dlpack__()
+    if isinstance(x, np.ndarray):
+        if not x.flags.writeable:
+            x = np.array(x)
+        return x.view(np.ndarray).__dlpack__()
+    if x is None:
+        return None
+    return x
+
+
+def out_capsule(x, name):
+    check_writable(x, name)
+    return capsule(x, name)
+
+
+def empty(like, shape, float32=False):
+    """An uninitialized array of like's kind, dtype (or float32) and device."""
+    if is_torch(like):
+        torch = sys.modules["torch"]
+        dtype = torch.float32 if float32 else like.dtype
+        return torch.empty(shape, dtype=dtype, device=like.device)
+    if isinstance(like, np.ndarray):
+        if float32:
+            return np.empty(shape, dtype=np.float32)
+        out = np.empty(shape, dtype=like.dtype)
+        return out.view(BF16Array) if is_bf16_numpy(like) else out
+    raise _core.Error(f"proxyattn: cannot allocate an output like a {type(like).__name__}; "
+                      "pass out= (and lse=) explicitly")
+
+
+def workspace(like, nbytes):
+    """A 1-D uint8 array of nbytes on like's device, 256-byte aligned."""
+    nbytes = int(nbytes)
+    if is_torch(like):
+        torch = sys.modules["torch"]
+        raw = torch.empty(nbytes + ALIGN, dtype=torch.uint8, device=like.device)
+        offset = (-raw.data_ptr()) % ALIGN
+        return raw[offset:offset + nbytes]
+    raw = np.empty(nbytes + ALIGN, dtype=np.uint8)
+    offset = (-raw.ctypes.data) % ALIGN
+    return raw[offset:offset + nbytes]
+
+
+def stream_of(x, stream):
+    """The CUDA stream handle to run on: stream (an int or an object with .cuda_stream), else
+    torch's current stream on x's device for CUDA tensors, else 0 (the default stream)."""
+    if stream is not None:
+        handle = getattr(stream, "cuda_stream", stream)
+        return int(handle)
+    if is_torch(x) and x.is_cuda:
+        return sys.modules["torch"].cuda.current_stream(x.device).cuda_stream
+    return 0
+
+
+def host_cu_seqlens(cu_seqlens):
+    """None, or cu_seqlens as a host int32 numpy array (torch CUDA tensors are copied: a sync)."""
+    if cu_seqlens is None:
+        return None
+    if is_torch(cu_seqlens):
+        cu_seqlens = cu_seqlens.detach().to("cpu").numpy()
+    a = np.asarray(cu_seqlens)
+    if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)):
+        raise _core.Error(f"proxyattn: cu_seqlens has dtype {a.dtype} and shape {a.shape}, "
+                          "expected a 1-D integer sequence [batch + 1]")
+    if a.size and (a.min() < 0 or a.max() > np.iinfo(np.int32).max):
+        raise _core.Error("proxyattn: cu_seqlens values must lie in [0, 2^31)")
+    return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def to_numpy_bool(mask):
+    if is_torch(mask):
+        mask = mask.detach().to("cpu").numpy()
+    return np.asarray(mask)
