@@ -131,7 +131,8 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
     PROXYATTN_CHECK(lse->strides[1] == 1 || lse->shape[1] <= 1, "lse.strides[1] = ",
                     lse->strides[1], ", expected 1");
     PROXYATTN_CHECK(lse->strides[0] >= 0, "lse.strides[0] = ", lse->strides[0], ", expected >= 0");
-    PROXYATTN_CHECK(lse->numel() == 0 || lse->data != nullptr, "lse.data = nullptr");
+    PROXYATTN_CHECK(lse->numel() == 0 || lse->data != nullptr, "lse.data = nullptr, expected memory for ",
+                    lse->shape_string());
     PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(lse->data) % 4 == 0, "lse.data = ", lse->data,
                     ", expected 4-byte alignment");
   }
@@ -178,7 +179,8 @@ void check_config_fits(const Config& config, const ProblemShape& shape) {
 void check_workspace(const Workspace& workspace, std::size_t needed, Device device, int device_id) {
   PROXYATTN_CHECK(workspace.size >= needed, "workspace.size = ", workspace.size,
                   ", expected at least workspace_size() = ", needed);
-  PROXYATTN_CHECK(needed == 0 || workspace.data != nullptr, "workspace.data = nullptr");
+  PROXYATTN_CHECK(needed == 0 || workspace.data != nullptr, "workspace.data = nullptr, expected ",
+                  needed, " bytes of memory");
   PROXYATTN_CHECK(workspace.device == device && workspace.device_id == device_id,
                   "workspace.device = ", to_string(workspace.device), ":", workspace.device_id,
                   ", expected the tensors' device ", to_string(device), ":", device_id);
