@@ -1,0 +1,392 @@
+// tests/validation_test.cc: every validation error of SPEC.md section 6, once each. Each case
+// asserts that proxyattn::Error is thrown, that its message names the argument, and that nothing
+// was written to out (nor lse): both are filled with a sentinel first and compared after.
+//
+// Run: ./build/tests/validation_test
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "proxyattn/proxyattn.h"
+#include "testing/workload.h"
+
+namespace proxyattn {
+namespace {
+
+using testing::Buffer;
+using testing::Workload;
+
+constexpr unsigned char kSentinel = 0xA5;
+
+class Validation : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    testing::WorkloadSpec spec;
+    spec.seq_lens = {100, 200};
+    spec.num_qo_heads = 4;
+    spec.num_kv_heads = 2;
+    spec.head_dim = 64;
+    spec.dtype = DType::kFloat32;
+    spec.kind = testing::WorkloadKind::kRandom;
+    w_ = testing::make_workload(spec);
+    config_.block_size = 64;
+    config_.stride = 2;
+    config_.min_budget_tokens = 0;
+    config_.dense_below_tokens = 0;
+    q_ = w_.q_view();
+    k_ = w_.k_view();
+    v_ = w_.v_view();
+    out_buf_ = Buffer(w_.q.size() + 4096);
+    lse_buf_ = Buffer(w_.total_tokens * w_.spec.num_qo_heads * sizeof(float) + 4096);
+    out_ = TensorView::contiguous(out_buf_.data(), DType::kFloat32,
+                                  {w_.total_tokens, spec.num_qo_heads, spec.head_dim});
+    lse_ = TensorView::contiguous(lse_buf_.data(), DType::kFloat32,
+                                  {spec.num_qo_heads, w_.total_tokens});
+    ws_ = Buffer(workspace_size(w_.shape(), config_));
+    cu_ = w_.cu_seqlens;
+  }
+
+  CuSeqlens seqlens() const { return {cu_.data(), static_cast<std::int64_t>(cu_.size())}; }
+
+  // Fills out and lse with the sentinel, runs fn, and checks that it throws proxyattn::Error
+  // whose message contains `needle`, and that out and lse still hold the sentinel.
+  void expect_rejected(const std::function<void()>& fn, const std::string& needle,
+                       bool names_expectation = true) {
+    std::memset(out_buf_.data(), kSentinel, out_buf_.size());
+    std::memset(lse_buf_.data(), kSentinel, lse_buf_.size());
+    std::string msg;
+    bool threw = false;
+    try {
+      fn();
+    } catch (const Error& e) {
+      threw = true;
+      msg = e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "threw a non-proxyattn exception: " << e.what();
+      return;
+    }
+    EXPECT_TRUE(threw) << "expected proxyattn::Error naming '" << needle << "'";
+    EXPECT_NE(msg.find(needle), std::string::npos)
+        << "message '" << msg << "' does not name '" << needle << "'";
+    if (names_expectation) {
+      EXPECT_NE(msg.find("expected"), std::string::npos)
+          << "message '" << msg << "' does not say what was expected";
+    }
+    EXPECT_TRUE(untouched(out_buf_)) << "out was written although the call was rejected";
+    EXPECT_TRUE(untouched(lse_buf_)) << "lse was written although the call was rejected";
+  }
+
+  static bool untouched(const Buffer& b) {
+    const auto* p = static_cast<const unsigned char*>(b.data());
+    for (std::size_t i = 0; i < b.size(); ++i) {
+      if (p[i] != kSentinel) return false;
+    }
+    return true;
+  }
+
+  // prefill with the fixture's (possibly modified) operands.
+  void run_prefill() {
+    prefill(q_, k_, v_, seqlens(), config_, ws_.workspace(), out_, &lse_, Runtime{2});
+  }
+  void run_prefill_ws(Workspace ws) {
+    prefill(q_, k_, v_, seqlens(), config_, ws, out_, &lse_, Runtime{2});
+  }
+  void run_dense() { dense(q_, k_, v_, seqlens(), out_, &lse_, 0.0f, Runtime{2}); }
+
+  Workload w_;
+  Config config_;
+  TensorView q_, k_, v_, out_, lse_;
+  Buffer out_buf_, lse_buf_, ws_;
+  std::vector<std::int32_t> cu_;
+};
+
+TEST_F(Validation, ValidCallWritesOut) {
+  // The fixture itself is valid: the sentinel is overwritten and no error is thrown.
+  std::memset(out_buf_.data(), kSentinel, out_buf_.size());
+  EXPECT_NO_THROW(run_prefill());
+  EXPECT_FALSE(untouched(out_buf_));
+}
+
+TEST_F(Validation, UnsupportedDtype) {
+  q_.dtype = k_.dtype = v_.dtype = out_.dtype = DType::kFloat16;  // fp16 has no CPU path
+  expect_rejected([&] { run_prefill(); }, "q.dtype");
+}
+
+TEST_F(Validation, DtypeMismatch) {
+  k_.dtype = DType::kBFloat16;
+  expect_rejected([&] { run_prefill(); }, "k.dtype");
+}
+
+TEST_F(Validation, OutDtypeMismatch) {
+  out_.dtype = DType::kBFloat16;
+  expect_rejected([&] { run_dense(); }, "out.dtype");
+}
+
+TEST_F(Validation, DeviceMismatch) {
+  v_.device = Device::kCUDA;
+  expect_rejected([&] { run_prefill(); }, "v.device");
+}
+
+TEST_F(Validation, WorkspaceDeviceMismatch) {
+  Workspace ws = ws_.workspace();
+  ws.device = Device::kCUDA;
+  expect_rejected([&] { run_prefill_ws(ws); }, "workspace.device");
+}
+
+TEST_F(Validation, QRank) {
+  q_.rank = 2;
+  expect_rejected([&] { run_prefill(); }, "q.rank");
+}
+
+TEST_F(Validation, KRank) {
+  k_.rank = 4;
+  expect_rejected([&] { run_prefill(); }, "k.rank");
+}
+
+TEST_F(Validation, TokensDisagree) {
+  k_.shape[0] -= 1;
+  v_.shape[0] -= 1;
+  expect_rejected([&] { run_prefill(); }, "k.shape");
+}
+
+TEST_F(Validation, HeadDimDisagrees) {
+  k_.shape[2] = 32;
+  expect_rejected([&] { run_prefill(); }, "k.shape");
+}
+
+TEST_F(Validation, VShapeDisagrees) {
+  v_.shape[1] = 1;
+  expect_rejected([&] { run_prefill(); }, "v.shape");
+}
+
+TEST_F(Validation, OutShapeDisagrees) {
+  out_.shape[0] -= 1;  // smaller than the buffer, so a stray write would be caught, not crash
+  expect_rejected([&] { run_prefill(); }, "out.shape");
+}
+
+TEST_F(Validation, QoHeadsNotMultipleOfKvHeads) {
+  q_.shape[1] = 3;  // 3 % 2 != 0
+  out_.shape[1] = 3;
+  expect_rejected([&] { run_prefill(); }, "num_qo_heads");
+}
+
+TEST_F(Validation, KvHeadsNotMultipleOfProxyHeads) {
+  config_.num_proxy_heads = 3;  // num_kv_heads = 2
+  expect_rejected([&] { run_prefill(); }, "config.num_proxy_heads");
+}
+
+TEST_F(Validation, UnsupportedHeadDim) {
+  for (std::int64_t d : {60, 4}) {
+    q_.shape[2] = k_.shape[2] = v_.shape[2] = out_.shape[2] = d;
+    expect_rejected([&] { run_prefill(); }, "head_dim");
+  }
+}
+
+TEST_F(Validation, NonUnitHeadDimStride) {
+  q_.strides[2] = 2;
+  expect_rejected([&] { run_prefill(); }, "q.strides");
+}
+
+TEST_F(Validation, NegativeStride) {
+  v_.strides[0] = -v_.strides[0];
+  expect_rejected([&] { run_prefill(); }, "v.strides");
+}
+
+TEST_F(Validation, Misaligned) {
+  q_.data = static_cast<char*>(q_.data) + 1;  // fp32 needs 4-byte alignment
+  expect_rejected([&] { run_prefill(); }, "q.data");
+}
+
+TEST_F(Validation, NullData) {
+  k_.data = nullptr;
+  expect_rejected([&] { run_prefill(); }, "k.data");
+}
+
+TEST_F(Validation, CuSeqlensNotMonotone) {
+  cu_ = {0, 200, 100, 300};
+  expect_rejected([&] { run_prefill(); }, "cu_seqlens[2]");
+}
+
+TEST_F(Validation, CuSeqlensNotStartingAtZero) {
+  cu_ = {10, 100, 300};
+  expect_rejected([&] { run_prefill(); }, "cu_seqlens[0]");
+}
+
+TEST_F(Validation, CuSeqlensNotEndingAtTotal) {
+  cu_ = {0, 100, 299};
+  expect_rejected([&] { run_prefill(); }, "cu_seqlens[2]");
+}
+
+TEST_F(Validation, CuSeqlensWrongSize) {
+  cu_ = {0};
+  expect_rejected([&] { run_prefill(); }, "cu_seqlens.size");
+}
+
+TEST_F(Validation, CuSeqlensNullWithSize) {
+  std::memset(out_buf_.data(), kSentinel, out_buf_.size());
+  expect_rejected(
+      [&] {
+        prefill(q_, k_, v_, CuSeqlens{nullptr, 3}, config_, ws_.workspace(), out_, &lse_,
+                Runtime{2});
+      },
+      "cu_seqlens.data");
+}
+
+TEST_F(Validation, WorkspaceTooSmall) {
+  Workspace ws = ws_.workspace();
+  ws.size -= 1;
+  expect_rejected([&] { run_prefill_ws(ws); }, "workspace.size");
+}
+
+TEST_F(Validation, WorkspaceNull) {
+  Workspace ws = ws_.workspace();
+  ws.data = nullptr;
+  expect_rejected([&] { run_prefill_ws(ws); }, "workspace.data");
+}
+
+TEST_F(Validation, WorkspaceMisaligned) {
+  Buffer big(ws_.size() + 512);
+  Workspace ws = big.workspace();
+  ws.data = static_cast<char*>(ws.data) + 16;
+  ws.size -= 16;
+  expect_rejected([&] { run_prefill_ws(ws); }, "workspace.data");
+}
+
+TEST_F(Validation, ConfigOutOfRange) {
+  config_.gamma = 0.0;
+  expect_rejected([&] { run_prefill(); }, "config.gamma");
+}
+
+TEST_F(Validation, ConfigOutOfRangeInPlan) {
+  config_.stride = 3;
+  expect_rejected([&] { plan(q_, k_, seqlens(), config_, ws_.workspace()); }, "config.stride");
+}
+
+TEST_F(Validation, LseShape) {
+  lse_.shape[1] -= 1;
+  expect_rejected([&] { run_prefill(); }, "lse.shape");
+}
+
+TEST_F(Validation, LseDtype) {
+  lse_.dtype = DType::kBFloat16;
+  expect_rejected([&] { run_prefill(); }, "lse.dtype");
+}
+
+TEST_F(Validation, LseRank) {
+  lse_.rank = 3;
+  expect_rejected([&] { run_dense(); }, "lse.rank");
+}
+
+TEST_F(Validation, DenseScale) {
+  expect_rejected([&] { dense(q_, k_, v_, seqlens(), out_, &lse_, -1.0f); }, "scale");
+}
+
+TEST_F(Validation, AttendPlanForOtherHeads) {
+  // attend takes the sequences from the plan; a plan made for other head counts is rejected.
+  ProblemShape shape = w_.shape();
+  shape.num_qo_heads = 2;
+  shape.num_kv_heads = 1;
+  Config c = config_;
+  c.num_proxy_heads = 1;
+  Buffer ws(workspace_size(shape, c));
+  std::vector<std::uint8_t> mask;
+  for (std::int64_t i = 0; i + 1 < static_cast<std::int64_t>(cu_.size()); ++i) {
+    const std::int64_t nb = (cu_[i + 1] - cu_[i] + 63) / 64;
+    mask.insert(mask.end(), static_cast<std::size_t>(2 * nb * nb), 1);
+  }
+  const Plan other = plan_from_block_mask(shape, 64, 1, mask.data(), ws.workspace());
+  expect_rejected([&] { attend(q_, k_, v_, other, out_, &lse_); }, "plan heads");
+  // A plan for these heads attends with the very same operands.
+  const Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace());
+  EXPECT_NO_THROW(attend(q_, k_, v_, p, out_, &lse_));
+}
+
+TEST_F(Validation, AttendPlanForOtherTokens) {
+  // A plan whose sequences do not cover q's tokens fails the cu_seqlens check.
+  ProblemShape shape = w_.shape();
+  shape.total_tokens = 200;
+  shape.cu_seqlens = {0, 200};
+  Config c = config_;
+  c.num_proxy_heads = 2;
+  Buffer ws(workspace_size(shape, c));
+  std::vector<std::uint8_t> mask(4 * 4 * 4, 1);
+  const Plan other = plan_from_block_mask(shape, 64, 2, mask.data(), ws.workspace());
+  expect_rejected([&] { attend(q_, k_, v_, other, out_, &lse_); }, "cu_seqlens[1]");
+}
+
+TEST_F(Validation, AttendRejectsOutShape) {
+  const Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace());
+  out_.shape[1] = 2;
+  expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_); }, "out.shape");
+}
+
+TEST_F(Validation, WorkspaceSizeRejectsConfig) {
+  config_.num_proxy_heads = 4;  // num_kv_heads = 2
+  expect_rejected([&] { workspace_size(w_.shape(), config_); }, "config.num_proxy_heads");
+}
+
+TEST(PlanFromBlockMask, RejectsNonNestedMask) {
+  // One sequence of 3 blocks (b = 64), 2 query heads on 1 KV head, one group. In query block 1
+  // (not the last) head 0 selects {0} and head 1 selects {1}: not nested.
+  ProblemShape shape;
+  shape.total_tokens = 192;
+  shape.num_qo_heads = 2;
+  shape.num_kv_heads = 1;
+  shape.head_dim = 64;
+  shape.cu_seqlens = {0, 192};
+  const std::int64_t nb = 3;
+  std::vector<std::uint8_t> mask(2 * nb * nb, 0);
+  auto at = [&](std::int64_t h, std::int64_t m, std::int64_t n) -> std::uint8_t& {
+    return mask[(h * nb + m) * nb + n];
+  };
+  for (int h = 0; h < 2; ++h) {
+    for (int m = 0; m < nb; ++m) at(h, m, 0) = 1;
+  }
+  at(1, 1, 0) = 0;
+  at(1, 1, 1) = 1;
+  Config c;
+  c.block_size = 64;
+  c.num_proxy_heads = 1;
+  c.min_budget_tokens = 0;
+  c.dense_below_tokens = 0;
+  Buffer ws(workspace_size(shape, c));
+  try {
+    plan_from_block_mask(shape, 64, 1, mask.data(), ws.workspace());
+    ADD_FAILURE() << "a non-nested mask was accepted";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("not nested"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("query block 1"), std::string::npos) << msg;
+  }
+  // Nested variants are accepted, and the last block may differ per head.
+  at(1, 1, 0) = 1;  // head 1 selects {0, 1}, head 0 selects {0}: nested
+  at(0, 2, 2) = 1;
+  at(1, 2, 1) = 1;  // last block: {0, 2} vs {0, 1}, per head
+  EXPECT_NO_THROW(plan_from_block_mask(shape, 64, 1, mask.data(), ws.workspace()));
+}
+
+TEST(PlanFromBlockMask, RejectsNullMaskAndSmallWorkspace) {
+  ProblemShape shape;
+  shape.total_tokens = 128;
+  shape.num_qo_heads = 1;
+  shape.num_kv_heads = 1;
+  shape.head_dim = 64;
+  shape.cu_seqlens = {0, 128};
+  Config c;
+  c.block_size = 64;
+  c.min_budget_tokens = 0;
+  c.dense_below_tokens = 0;
+  Buffer ws(workspace_size(shape, c));
+  EXPECT_THROW(plan_from_block_mask(shape, 64, 1, nullptr, ws.workspace()), Error);
+  std::vector<std::uint8_t> mask(4, 1);
+  Workspace small = ws.workspace();
+  small.size = 16;
+  EXPECT_THROW(plan_from_block_mask(shape, 64, 1, mask.data(), small), Error);
+}
+
+}  // namespace
+}  // namespace proxyattn
