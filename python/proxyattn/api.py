@@ -240,6 +240,9 @@ def plan(q, k, cu_seqlens=None, config=None, workspace=None, *, stream=None, num
 
 
 def _outputs(q, out, lse, return_lse):
+    if (out is None or (lse is None and return_lse)) and not hasattr(q, "shape"):
+        raise _core.Error(f"proxyattn: cannot allocate an output like a {type(q).__name__}; "
+                          "pass numpy arrays or torch tensors, or out= (and lse=)")
     if out is None:
         out = A.empty(q, tuple(q.shape))
     if lse is None and return_lse:
@@ -315,7 +318,13 @@ _DTYPE_NAMES = {"float32": "fp32", "fp32": "fp32", "bfloat16": "bf16", "bf16": "
 def is_supported(dtype, head_dim, device="cpu"):
     """Whether a backend has kernels for this dtype ("fp32", "bf16", "fp16", or a numpy/torch
     dtype), head_dim and device ("cpu" or "cuda", or a torch.device)."""
-    name = str(dtype).replace("torch.", "")
+    if isinstance(dtype, str) or str(dtype).startswith("torch."):
+        name = str(dtype).replace("torch.", "")
+    else:
+        try:
+            name = np.dtype(dtype).name
+        except TypeError:
+            return False
     name = _DTYPE_NAMES.get(name, name)
     dev = getattr(device, "type", device)
     if dev not in ("cpu", "cuda"):
