@@ -26,7 +26,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "eval"))
 import tasks as T  # noqa: E402
-from model import Config, Llama, save_hf  # noqa: E402
+from model import Config, Llama, load_hf, save_hf  # noqa: E402
 
 TASK_MIX = {"niah_single": 0.22, "niah_multikey": 0.26, "niah_multivalue": 0.14, "vt": 0.14, "cwe": 0.10,
             "lm": 0.14}
@@ -110,10 +110,23 @@ def main():
     ap.add_argument("--tiny", action="store_true", help="tiny model and lengths, for smoke tests")
     ap.add_argument("--max-docs", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--init", default=None, help="continue from this HF-layout folder (fresh optimizer)")
+    ap.add_argument("--mix", default=None, help="task mix, e.g. niah_multikey=0.5,lm=0.2 (renormalized)")
+    ap.add_argument("--curriculum", default=None, help="stages 'frac:len/len;frac:len', e.g. 0:1024;0.5:4096/8192")
+    ap.add_argument("--warmup", type=int, default=150)
+    ap.add_argument("--answer-weight", type=float, default=1.0)
     ap.add_argument("--ckpt-every", type=float, default=120.0, help="seconds between checkpoints")
     args = ap.parse_args()
 
-    global CURRICULUM
+    global CURRICULUM, TASK_MIX, ANSWER_WEIGHT
+    ANSWER_WEIGHT = args.answer_weight
+    if args.mix:
+        kv = [x.split("=") for x in args.mix.split(",") if x]
+        tot = sum(float(v) for _, v in kv)
+        TASK_MIX = {k: float(v) / tot for k, v in kv}
+    if args.curriculum:
+        CURRICULUM = [(float(a), [int(L) for L in b.split("/")])
+                      for a, b in (st.split(":") for st in args.curriculum.split(";") if st)]
     if args.tiny:
         CURRICULUM = [(0.0, [256]), (0.5, [512])]
         args.max_len = 512
@@ -138,11 +151,16 @@ def main():
 
     torch.manual_seed(args.seed)
     dev = torch.device(args.device)
-    if args.tiny:
-        c = Config(dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, ffn_dim=128, max_seq_len=512)
+    if args.init:
+        model = load_hf(args.init, device=dev, dtype=torch.float32).train()
+        c = model.c
+        print(f"initialized from {args.init}", flush=True)
     else:
-        c = Config(max_seq_len=args.max_len)
-    model = Llama(c).to(dev)
+        if args.tiny:
+            c = Config(dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, ffn_dim=128, max_seq_len=512)
+        else:
+            c = Config(max_seq_len=args.max_len)
+        model = Llama(c).to(dev)
     print(f"params {sum(p.numel() for p in model.parameters())} ({c.n_params() * 2 / 2**20:.2f} MiB bf16)",
           flush=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -153,7 +171,7 @@ def main():
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
                             **opt_kw)
     amp = torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
-    warmup = 150 if not args.tiny else 1
+    warmup = args.warmup if not args.tiny else 1
     rng = np.random.default_rng(args.seed)
     log = open(os.path.join(args.out, "train_log.jsonl"), "w") if os.path.isdir(args.out) else None
     os.makedirs(args.out, exist_ok=True)
@@ -170,7 +188,7 @@ def main():
         if frac >= 1.0 or (args.steps and step >= args.steps):
             break
         length_v.value = pick_length(min(frac + 0.01, 0.999), rng)  # workers fill ahead
-        L, xs, ms, tsk = q.get()
+        L, xs, ms, tsk = q.get(timeout=300)
         x = torch.from_numpy(xs).to(dev, non_blocking=True).long()
         m = torch.from_numpy(ms).to(dev, non_blocking=True)
         inp, tgt, role = x[:, :-1], x[:, 1:], m[:, 1:]
@@ -216,7 +234,7 @@ def main():
     save_hf(model, args.out, extra_meta=dict(step=step, tokens=tokens_seen))
     info = dict(steps=step, tokens=tokens_seen, train_seconds=round(train_s, 1), lr=args.lr,
                 tokens_per_step=args.tokens_per_step, curriculum=CURRICULUM, task_mix=TASK_MIX,
-                answer_weight=ANSWER_WEIGHT, config=c.__dict__,
+                answer_weight=ANSWER_WEIGHT, config=c.__dict__, init=args.init,
                 device=torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
                 torch=torch.__version__)
     with open(os.path.join(args.out, "train_info.json"), "w") as f:
