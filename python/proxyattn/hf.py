@@ -28,7 +28,7 @@ __all__ = ["register", "attention_forward", "layer_settings", "clear_cache"]
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
 _defaults = {}  # registered name -> register() kwargs
-_cache = {}  # (name, id(module)) -> (id(config entry), dense, config key)
+_cache = {}  # (name, id(module)) -> (id(config entry), dense, Config, Config.key())
 _warned = set()
 _cu_cache = {}
 _sdpa = None
@@ -99,10 +99,10 @@ def _settings(name, module):
     entry = getattr(model_config, "proxyattn", None)
     cached = _cache.get((name, id(module)))
     if cached is not None and cached[0] == id(entry):
-        return cached[1], cached[2]
+        return cached[1:]
     dense, config = layer_settings(getattr(module, "layer_idx", None), _defaults.get(name), entry)
-    _cache[(name, id(module))] = (id(entry), dense, config)
-    return dense, config
+    _cache[(name, id(module))] = (id(entry), dense, config, config.key())
+    return dense, config, config.key()
 
 
 def _cu_seqlens(batch, seq_len):
@@ -159,14 +159,13 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     kv_len = key.shape[2]
     if q_len == 1 or q_len != kv_len:
         return sdpa()  # decode or chunked prefill: dense, by design
-    dense, config = _settings(_name, module)
+    dense, config, args = _settings(_name, module)
     if dense:
         return sdpa()
     reason = _unsupported(module, query, key, value, attention_mask, dropout, is_causal, kwargs,
                           config)
     if reason is not None:
         return sdpa(reason)
-    args = config.key()
     if scaling is not None:
         args = args[:11] + (float(scaling),)
     num_kv_heads = key.shape[1]
