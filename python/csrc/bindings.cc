@@ -123,11 +123,15 @@ Borrowed borrow(const py::handle& obj, const char* name, bool uint16_is_bf16 = f
   }
   v.rank = t.ndim;
   v.data = static_cast<char*>(t.data) + t.byte_offset;
+  // A dimension of extent <= 1 never moves an address, and producers differ in the stride they
+  // report for it (torch reports 1 for some views); give it the row-major stride so alignment
+  // checks see the layout that matters.
   std::int64_t running = 1;
   for (int d = t.ndim - 1; d >= 0; --d) {
     v.shape[d] = t.shape[d];
-    v.strides[d] = t.strides != nullptr ? t.strides[d] : running;
-    running *= t.shape[d];
+    const bool given = t.strides != nullptr && t.shape[d] > 1;
+    v.strides[d] = given ? t.strides[d] : running;
+    running = (given ? t.strides[d] : running) * std::max<std::int64_t>(t.shape[d], 1);
   }
   return b;
 }
