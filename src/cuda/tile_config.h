@@ -6,21 +6,27 @@
 
 namespace proxyattn::cuda {
 
-/// \brief Attention kernel (stage 7). One CTA per (head, query block of kBlock rows).
+/// \brief Attention kernel (stage 7). One CTA per (head, query block of kBlock rows), 4 warps.
 ///
-/// | kHeadDim | kBlock | warps | smem (Q + 2x K + 2x V) | why |
-/// |----------|--------|-------|------------------------|-----|
-/// | 64       | 64     | 4     | 40 KiB                 | one warp per 16 rows; several CTAs per SM |
-/// | 64       | 128    | 8     | 48 KiB                 | K/V tiles of 64 keys shared by 8 warps |
-/// | 128      | 64     | 4     | 80 KiB                 | |
-/// | 128      | 128    | 8     | 96 KiB                 | FA2's 128 x 64 tile; two CTAs fit an H100 SM |
-/// Key tiles are always 64 keys: a 128-key plan block is two tiles.
+/// | kHeadDim | kBlock | rows/warp | smem (Q + 2x K + 2x V) | why |
+/// |----------|--------|-----------|------------------------|-----|
+/// | 64       | 64     | 16        | 40 KiB                 | Q kept in registers |
+/// | 64       | 128    | 32        | 48 KiB                 | |
+/// | 128      | 64     | 16        | 80 KiB                 | |
+/// | 128      | 128    | 32        | 64 KiB (32-key tiles)  | 2 CTAs/SM; see below |
+/// 32 rows per warp: each K/V fragment read from shared memory feeds two mma. With 16 rows per
+/// warp (8 warps per 128-row CTA) the H200 ran dense hd128 at 0.88x SDPA-flash (491 vs 432 ms at
+/// 128K), which the shared-memory traffic count (64 KiB per MFLOP per warp) explains.
+/// Key tiles are 64 keys (32 at hd128 x b128): a plan block is kBlock / kKeyTile tiles.
 template <int kHeadDim_, int kBlock_>
 struct AttendTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlock = kBlock_;
-  static constexpr int kKeyTile = 64;
-  static constexpr int kWarps = kBlock / 16;
+  static constexpr int kRowsPerWarp = kBlock == 128 ? 32 : 16;
+  /// 32 keys at 32 rows x 128 dims: S then takes 32 registers, and O (128) + S fit in 255.
+  static constexpr int kKeyTile = (kRowsPerWarp == 32 && kHeadDim == 128) ? 32 : 64;
+  static constexpr int kMTiles = kRowsPerWarp / 16;
+  static constexpr int kWarps = kBlock / kRowsPerWarp;
   static constexpr int kThreads = kWarps * 32;
   static constexpr std::size_t kSmemBytes =
       static_cast<std::size_t>(kBlock + 4 * kKeyTile) * kHeadDim * 2;

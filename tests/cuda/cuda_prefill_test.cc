@@ -110,6 +110,45 @@ Plan plan_to_device(const Plan& host, const testing::Buffer& host_ws, DeviceBuff
   return p;
 }
 
+/// The Problem of a host workload, built directly: the public CPU entries reject fp16, but the
+/// reference and compare_output read any dtype through load_float.
+Problem host_problem(const Workload& w, const testing::Output* out) {
+  Problem p;
+  p.shape = w.shape();
+  p.dtype = w.spec.dtype;
+  p.device = Device::kCPU;
+  p.scale = 1.0f / std::sqrt(static_cast<float>(w.spec.head_dim));
+  const std::int64_t H = w.spec.num_qo_heads, K = w.spec.num_kv_heads, D = w.spec.head_dim;
+  p.q = w.q.data();
+  p.k = w.k.data();
+  p.v = w.v.data();
+  p.q_stride_n = H * D;
+  p.q_stride_h = D;
+  p.k_stride_n = p.v_stride_n = K * D;
+  p.k_stride_h = p.v_stride_h = D;
+  p.o_stride_n = H * D;
+  p.o_stride_h = D;
+  if (out != nullptr) {
+    p.o = out->o.data();
+    p.lse = static_cast<float*>(out->lse.data());
+    p.lse_stride_h = w.total_tokens;
+  }
+  return p;
+}
+
+testing::Reference gpu_reference_attend(const Workload& w, std::int64_t block,
+                                    const std::vector<std::uint8_t>& mask) {
+  testing::Reference r;
+  reference::attend(host_problem(w, nullptr), block, mask, r.out, r.lse);
+  return r;
+}
+
+testing::Reference gpu_reference_dense(const Workload& w) {
+  testing::Reference r;
+  reference::dense(host_problem(w, nullptr), r.out, r.lse);
+  return r;
+}
+
 std::string case_name(const WorkloadSpec& s) {
   std::ostringstream os;
   os << to_string(s.dtype) << "_hd" << s.head_dim << "_h" << s.num_qo_heads << "_kv"
@@ -120,7 +159,7 @@ std::string case_name(const WorkloadSpec& s) {
 
 void expect_output_conforms(const Workload& w, const testing::Output& out,
                             const testing::Reference& ref, const std::string& what) {
-  const Problem p = testing::problem_of(w, &out);
+  const Problem p = host_problem(w, &out);
   const OutputError err = compare_output(p, ref.out, ref.lse);
   const double tol = output_tolerance(w.spec.dtype, w.spec.head_dim);
   EXPECT_EQ(err.non_finite, 0) << what;
@@ -163,7 +202,7 @@ TEST(CudaAttend, DenseMatchesReference) {
     DeviceRun run(w);
     dense(run.q_view, run.k_view, run.v_view, w.seqlens(), run.o_view, &run.lse_view);
     cuda::synchronize(Runtime{});
-    expect_output_conforms(w, run.fetch(), testing::reference_dense(w), "dense " + case_name(spec));
+    expect_output_conforms(w, run.fetch(), gpu_reference_dense(w), "dense " + case_name(spec));
   }
 }
 
@@ -180,7 +219,7 @@ TEST(CudaAttend, RandomMaskMatchesReference) {
         DeviceRun run(w);
         attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
         cuda::synchronize(Runtime{});
-        const auto ref = testing::reference_attend(w, block, host_plan.to_dense());
+        const auto ref = gpu_reference_attend(w, block, host_plan.to_dense());
         std::ostringstream what;
         what << "random mask b" << block << " d" << density << " " << case_name(spec);
         expect_output_conforms(w, run.fetch(), ref, what.str());
@@ -216,7 +255,7 @@ TEST(CudaAttend, EmptyRowsGiveZeroAndMinusInf) {
   attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
   cuda::synchronize(Runtime{});
   const testing::Output out = run.fetch();
-  const auto ref = testing::reference_attend(w, block, host_plan.to_dense());
+  const auto ref = gpu_reference_attend(w, block, host_plan.to_dense());
   expect_output_conforms(w, out, ref, "empty rows");
   const float* lse = static_cast<const float*>(out.lse.data());
   for (std::int64_t t = 0; t < w.total_tokens; ++t) {
@@ -282,11 +321,11 @@ TEST(CudaPlan, ConformsToReferenceAndAttends) {
     attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
     cuda::synchronize(Runtime{});
     const HostPlan host = copy_to_host(plan);
-    const auto ref_plan = reference::plan(testing::problem_of(w, nullptr), c.config);
+    const auto ref_plan = reference::plan(host_problem(w, nullptr), c.config);
     const PlanConformance conf = check_plan(ref_plan, host.plan, c.config);
     EXPECT_TRUE(conf.ok) << conf.first_failure << " (budget mismatches " << conf.budget_mismatches
                          << ", selection mismatches " << conf.selection_mismatches << ")";
-    const auto ref = testing::reference_attend(w, c.config.block_size, host.plan.to_dense());
+    const auto ref = gpu_reference_attend(w, c.config.block_size, host.plan.to_dense());
     expect_output_conforms(w, run.fetch(), ref, c.name);
   }
 }

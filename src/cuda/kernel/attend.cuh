@@ -2,7 +2,7 @@
 //
 // One CTA per (query head, query block m). The CTA walks the plan: the first counts[h][m] key
 // blocks of row_order(h, m) (last_order for the last block, the group's order otherwise), or
-// every block 0..m in dense mode. Each key block is kBlock / 64 tiles of 64 keys, double-buffered
+// every block 0..m in dense mode. Each key block is kBlock / kKeys tiles of kKeys keys (tile_config.h), double-buffered
 // with cp.async. Only the diagonal block is masked element-wise (causal); its tiles also cover
 // the padded tail of the last block, since keys >= N only occur there. Each warp owns 16 query
 // rows; the online softmax runs in the log2 domain with the scale folded in.
@@ -24,13 +24,13 @@ struct KeyTile {
   int kind;
 };
 
-template <int kBlock>
+template <int kBlock, int kKeys>
 __device__ __forceinline__ KeyTile key_tile(int t, int m, const std::int16_t* order) {
-  constexpr int kTilesPerBlock = kBlock / kKeyTile;
+  constexpr int kTilesPerBlock = kBlock / kKeys;
   const int c = t / kTilesPerBlock;
   const int n = order != nullptr ? static_cast<int>(__ldg(order + c)) : c;
   KeyTile tile;
-  tile.key_start = n * kBlock + (t % kTilesPerBlock) * kKeyTile;
+  tile.key_start = n * kBlock + (t % kTilesPerBlock) * kKeys;
   tile.kind = (n < 0 || n > m) ? KeyTile::kSkip : (n == m ? KeyTile::kDiagonal : KeyTile::kFull);
   return tile;
 }
@@ -41,12 +41,13 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
     attend_kernel(const __grid_constant__ AttendParams p) {
   using Traits = AttendTraits<kHeadDim, kBlock>;
   constexpr int kThreads = Traits::kThreads;
-  constexpr int kTilesPerBlock = kBlock / kKeyTile;
+  constexpr int kKeys = Traits::kKeyTile;
+  constexpr int kTilesPerBlock = kBlock / kKeys;
 
   extern __shared__ __align__(128) unsigned char smem_raw[];
   T* sQ = reinterpret_cast<T*>(smem_raw);  // [kBlock, kHeadDim] swizzled; reused for O
-  T* sK = sQ + kBlock * kHeadDim;          // [2][64, kHeadDim]
-  T* sV = sK + 2 * kKeyTile * kHeadDim;    // [2][64, kHeadDim]
+  T* sK = sQ + kBlock * kHeadDim;          // [2][kKeys, kHeadDim]
+  T* sV = sK + 2 * kKeys * kHeadDim;       // [2][kKeys, kHeadDim]
 
   const int tid = threadIdx.x;
   const int warp = tid / 32;
@@ -91,114 +92,133 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
   // Prologue: Q and the first key tile.
   load_tile<T, kBlock, kHeadDim, kThreads>(sQ, gQ, p.q_stride_n, q_row0, len, tid);
   if (num_tiles > 0) {
-    const KeyTile first = key_tile<kBlock>(0, m, order);
+    const KeyTile first = key_tile<kBlock, kKeys>(0, m, order);
     if (first.kind != KeyTile::kSkip) {
-      load_tile<T, kKeyTile, kHeadDim, kThreads>(sK, gK, p.k_stride_n, first.key_start, len, tid);
-      load_tile<T, kKeyTile, kHeadDim, kThreads>(sV, gV, p.v_stride_n, first.key_start, len, tid);
+      load_tile<T, kKeys, kHeadDim, kThreads>(sK, gK, p.k_stride_n, first.key_start, len, tid);
+      load_tile<T, kKeys, kHeadDim, kThreads>(sV, gV, p.v_stride_n, first.key_start, len, tid);
     }
   }
   cp_async_commit();
 
-  std::uint32_t rQ[kHeadDim / 16][4];       // A fragments of the warp's 16 query rows
-  float rO[kHeadDim / 8][4] = {};           // output accumulators, 16 x kHeadDim per warp
-  float rS[kKeyTile / 8][4];                // scores of one key tile, 16 x 64 per warp
-  float row_max[2] = {-INFINITY, -INFINITY};  // running max (log2 units) of rows g and g + 8
-  float row_sum[2] = {0.0f, 0.0f};            // this thread's share of the running denominator
+  constexpr int kMTiles = Traits::kMTiles;
+  constexpr int kRowsPerWarp = Traits::kRowsPerWarp;
+  float rO[kMTiles][kHeadDim / 8][4] = {};  // output accumulators, kRowsPerWarp x kHeadDim
+  float rS[kMTiles][kKeys / 8][4];       // raw scores of one key tile
+  // Per row i = 2 * mt + r (rows g + 16 mt and g + 8 + 16 mt of the warp): running max in log2
+  // units (scale folded in) and this thread's share of the running denominator.
+  float row_max[2 * kMTiles];
+  float row_sum[2 * kMTiles];
+#pragma unroll
+  for (int i = 0; i < 2 * kMTiles; ++i) {
+    row_max[i] = -INFINITY;
+    row_sum[i] = 0.0f;
+  }
   const int g = lane / 4;
   const int c4 = lane % 4;
-  const int q_pos0 = q_row0 + warp * 16 + g;  // position of the thread's first row
+  const int q_pos0 = q_row0 + warp * kRowsPerWarp + g;  // position of the thread's first row
+  const T* sQw = sQ + warp * kRowsPerWarp * kHeadDim;   // the warp's rows of Q
+  const float scale_log2 = p.scale_log2;
 
   for (int t = 0; t < num_tiles; ++t) {
-    const KeyTile tile = key_tile<kBlock>(t, m, order);
+    const KeyTile tile = key_tile<kBlock, kKeys>(t, m, order);
     // Prefetch the next tile into the other buffer (free since the barrier ending step t - 1).
     if (t + 1 < num_tiles) {
-      const KeyTile next = key_tile<kBlock>(t + 1, m, order);
+      const KeyTile next = key_tile<kBlock, kKeys>(t + 1, m, order);
       if (next.kind != KeyTile::kSkip) {
         const int buf = (t + 1) & 1;
-        load_tile<T, kKeyTile, kHeadDim, kThreads>(sK + buf * kKeyTile * kHeadDim, gK,
+        load_tile<T, kKeys, kHeadDim, kThreads>(sK + buf * kKeys * kHeadDim, gK,
                                                    p.k_stride_n, next.key_start, len, tid);
-        load_tile<T, kKeyTile, kHeadDim, kThreads>(sV + buf * kKeyTile * kHeadDim, gV,
+        load_tile<T, kKeys, kHeadDim, kThreads>(sV + buf * kKeys * kHeadDim, gV,
                                                    p.v_stride_n, next.key_start, len, tid);
       }
     }
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (t == 0) load_a_fragments<T, kHeadDim>(rQ, sQ, warp * 16, lane);
     if (tile.kind == KeyTile::kSkip) {
       if (p.flags != nullptr && tid == 0) atomicOr(p.flags, 2);
       __syncthreads();
       continue;
     }
-    const T* sKt = sK + (t & 1) * kKeyTile * kHeadDim;
-    const T* sVt = sV + (t & 1) * kKeyTile * kHeadDim;
+    const T* sKt = sK + (t & 1) * kKeys * kHeadDim;
+    const T* sVt = sV + (t & 1) * kKeys * kHeadDim;
 
-    // S = Q K^T, scaled into log2 units; causal mask on the diagonal block only.
-    warp_qk<T, kHeadDim>(rS, rQ, sKt, lane);
+    // S = Q K^T (raw); causal mask on the diagonal block only.
+    warp_qk_multi<T, kHeadDim, kMTiles, kKeys>(rS, sQw, sKt, lane);
+    if (tile.kind == KeyTile::kDiagonal) {
 #pragma unroll
-    for (int nt = 0; nt < kKeyTile / 8; ++nt) {
+      for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        rS[nt][e] *= p.scale_log2;
-        if (tile.kind == KeyTile::kDiagonal) {
-          const int key = tile.key_start + nt * 8 + 2 * c4 + (e & 1);
-          const int query = q_pos0 + (e >= 2 ? 8 : 0);
-          if (key > query) rS[nt][e] = -INFINITY;
+        for (int nt = 0; nt < kKeys / 8; ++nt) {
+#pragma unroll
+          for (int e = 0; e < 4; ++e) {
+            const int key = tile.key_start + nt * 8 + 2 * c4 + (e & 1);
+            const int query = q_pos0 + mt * 16 + (e >= 2 ? 8 : 0);
+            if (key > query) rS[mt][nt][e] = -INFINITY;
+          }
         }
       }
     }
-    // Online softmax, per row r (g and g + 8):
-    //   new_max = max(old_max, max_u s[u]); alpha = 2^(old_max - new_max)
-    //   sum = sum * alpha + sum_u 2^(s[u] - new_max);  O = O * alpha + P V
+    // Online softmax, per row (scale folded into one FFMA per element):
+    //   new_max = max(old_max, scale * max_u s[u]); alpha = 2^(old_max - new_max)
+    //   sum = sum * alpha + sum_u 2^(scale * s[u] - new_max);  O = O * alpha + P V
     // A row with no key yet keeps max = -inf; its base is 0 so that 2^(-inf) = 0, never NaN.
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
+    for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-      for (int nt = 0; nt < kKeyTile / 8; ++nt) {
-        mx = fmaxf(mx, fmaxf(rS[nt][2 * r], rS[nt][2 * r + 1]));
-      }
-      mx = quad_max(mx);
-      const float base = mx == -INFINITY ? 0.0f : mx;
-      const float alpha = exp2_approx(row_max[r] - base);
-      row_max[r] = mx;
-      float sum = 0.0f;
+      for (int r = 0; r < 2; ++r) {
+        float mx = -INFINITY;
 #pragma unroll
-      for (int nt = 0; nt < kKeyTile / 8; ++nt) {
-        rS[nt][2 * r] = exp2_approx(rS[nt][2 * r] - base);
-        rS[nt][2 * r + 1] = exp2_approx(rS[nt][2 * r + 1] - base);
-        sum += rS[nt][2 * r] + rS[nt][2 * r + 1];
-      }
-      row_sum[r] = row_sum[r] * alpha + sum;
+        for (int nt = 0; nt < kKeys / 8; ++nt) {
+          mx = fmaxf(mx, fmaxf(rS[mt][nt][2 * r], rS[mt][nt][2 * r + 1]));
+        }
+        mx = fmaxf(row_max[2 * mt + r], quad_max(mx) * scale_log2);
+        const float base = mx == -INFINITY ? 0.0f : mx;
+        const float alpha = exp2_approx(row_max[2 * mt + r] - base);
+        row_max[2 * mt + r] = mx;
+        float sum = 0.0f;
 #pragma unroll
-      for (int dt = 0; dt < kHeadDim / 8; ++dt) {
-        rO[dt][2 * r] *= alpha;
-        rO[dt][2 * r + 1] *= alpha;
+        for (int nt = 0; nt < kKeys / 8; ++nt) {
+          rS[mt][nt][2 * r] = exp2_approx(fmaf(rS[mt][nt][2 * r], scale_log2, -base));
+          rS[mt][nt][2 * r + 1] = exp2_approx(fmaf(rS[mt][nt][2 * r + 1], scale_log2, -base));
+          sum += rS[mt][nt][2 * r] + rS[mt][nt][2 * r + 1];
+        }
+        row_sum[2 * mt + r] = row_sum[2 * mt + r] * alpha + sum;
+#pragma unroll
+        for (int dt = 0; dt < kHeadDim / 8; ++dt) {
+          rO[mt][dt][2 * r] *= alpha;
+          rO[mt][dt][2 * r + 1] *= alpha;
+        }
       }
     }
-    warp_pv<T, kHeadDim>(rO, rS, sVt, lane);
+    warp_pv_multi<T, kHeadDim, kMTiles, kKeys>(rO, rS, sVt, lane);
     __syncthreads();
   }
   cp_async_wait<0>();
   __syncthreads();
 
-  // Epilogue: O /= sum, LSE = ln(sum) + max ln 2; a row that attended nothing gets O = 0 and
-  // LSE = -inf. O goes through shared memory for 16-byte stores.
+  // Epilogue: O /= sum, LSE = (max + log2 sum) ln 2; a row that attended nothing gets O = 0 and
+  // LSE = -inf. O goes through shared memory (the Q tile) for 16-byte stores.
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const float sum = quad_sum(row_sum[r]);
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    const int local_row = warp * 16 + g + r * 8;
+  for (int mt = 0; mt < kMTiles; ++mt) {
 #pragma unroll
-    for (int dt = 0; dt < kHeadDim / 8; ++dt) {
-      const std::uint32_t packed =
-          ElemTraits<T>::pack(rO[dt][2 * r] * inv, rO[dt][2 * r + 1] * inv);
-      *reinterpret_cast<std::uint32_t*>(sQ + swizzle<kHeadDim>(local_row, dt * 8 + 2 * c4)) = packed;
-    }
-    const int query = q_row0 + local_row;
-    if (p.lse != nullptr && c4 == 0 && query < len) {
-      const float lse = sum > 0.0f ? (row_max[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
-      p.lse[head * p.lse_stride_h + seq.token_start + query] = lse;
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(row_sum[2 * mt + r]);
+      const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
+      const int local_row = warp * kRowsPerWarp + mt * 16 + g + r * 8;
+#pragma unroll
+      for (int dt = 0; dt < kHeadDim / 8; ++dt) {
+        const std::uint32_t packed =
+            ElemTraits<T>::pack(rO[mt][dt][2 * r] * inv, rO[mt][dt][2 * r + 1] * inv);
+        *reinterpret_cast<std::uint32_t*>(sQ + swizzle<kHeadDim>(local_row, dt * 8 + 2 * c4)) =
+            packed;
+      }
+      const int query = q_row0 + local_row;
+      if (p.lse != nullptr && c4 == 0 && query < len) {
+        const float lse =
+            sum > 0.0f ? (row_max[2 * mt + r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+        p.lse[head * p.lse_stride_h + seq.token_start + query] = lse;
+      }
     }
   }
   __syncthreads();

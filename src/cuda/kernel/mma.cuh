@@ -187,6 +187,71 @@ __device__ __forceinline__ void warp_pv(float (&rO)[kHeadDim / 8][4],
   }
 }
 
+/// \brief rS[mt] = Q[mt] K^T for a warp's kMTiles x 16 query rows against a kKeys-key tile, with Q
+/// read from shared memory (each K fragment then feeds kMTiles mma: half the K traffic per FLOP
+/// at kMTiles = 2, which is what keeps an H100/H200 SM off its shared-memory limit).
+/// TUTORIAL: naive equivalent: rS[r][u] = sum_d Q[r][d] * K[u][d], fp32 accumulation.
+/// \param sQ [kMTiles * 16, kHeadDim] the warp's rows of the swizzled Q tile (row 0 % 8 == 0)
+template <typename T, int kHeadDim, int kMTiles, int kKeys>
+__device__ __forceinline__ void warp_qk_multi(float (&rS)[kMTiles][kKeys / 8][4], const T* sQ,
+                                              const T* sK, int lane) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int nt = 0; nt < kKeys / 8; ++nt) {
+      rS[mt][nt][0] = rS[mt][nt][1] = rS[mt][nt][2] = rS[mt][nt][3] = 0.0f;
+    }
+  }
+  const LdmatrixAddr<kHeadDim> q_addr(sQ, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+  const LdmatrixAddr<kHeadDim> k_addr(sK, (lane & 7) + (lane >> 4) * 8, (lane >> 3) & 1);
+#pragma unroll
+  for (int ks = 0; ks < kHeadDim / 16; ++ks) {
+    std::uint32_t rQ[kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) ldmatrix_x4(rQ[mt], q_addr.at(mt, ks));
+#pragma unroll
+    for (int np = 0; np < kKeys / 16; ++np) {
+      std::uint32_t rK[4];
+      ldmatrix_x4(rK, k_addr.at(np, ks));
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        mma_16816<T>(rS[mt][2 * np], rQ[mt], rK[0], rK[1]);
+        mma_16816<T>(rS[mt][2 * np + 1], rQ[mt], rK[2], rK[3]);
+      }
+    }
+  }
+}
+
+/// \brief rO[mt] += P[mt] V for kMTiles x 16 rows; each V fragment feeds kMTiles mma.
+/// TUTORIAL: naive equivalent: rO[r][d] += sum_u T(P[r][u]) * V[u][d].
+template <typename T, int kHeadDim, int kMTiles, int kKeys>
+__device__ __forceinline__ void warp_pv_multi(float (&rO)[kMTiles][kHeadDim / 8][4],
+                                              const float (&rS)[kMTiles][kKeys / 8][4],
+                                              const T* sV, int lane) {
+  const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    std::uint32_t rP[kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      rP[mt][0] = ElemTraits<T>::pack(rS[mt][2 * kk][0], rS[mt][2 * kk][1]);
+      rP[mt][1] = ElemTraits<T>::pack(rS[mt][2 * kk][2], rS[mt][2 * kk][3]);
+      rP[mt][2] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][0], rS[mt][2 * kk + 1][1]);
+      rP[mt][3] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][2], rS[mt][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int dp = 0; dp < kHeadDim / 16; ++dp) {
+      std::uint32_t rV[4];
+      ldmatrix_x4_trans(rV, addr.at(kk, dp));
+#pragma unroll
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        mma_16816<T>(rO[mt][2 * dp], rP[mt], rV[0], rV[1]);
+        mma_16816<T>(rO[mt][2 * dp + 1], rP[mt], rV[2], rV[3]);
+      }
+    }
+  }
+}
+
 /// \brief Max over the 4 lanes of a quad (the threads that share an accumulator row).
 __device__ __forceinline__ float quad_max(float x) {
   x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
