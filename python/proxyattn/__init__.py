@@ -37,5 +37,17 @@ def cuda_available():
 
 # The torch face registers torch.ops.proxyattn.* at import when torch is installed, so
 # torch.compile finds the ops. PROXYATTN_NO_TORCH=1 skips it.
-if os.environ.get("PROXYATTN_NO_TORCH", "0") in ("", "0") and importlib.util.find_spec("torch"):
-    from . import torch_ops  # noqa: F401,E402
+# A torch that fails to import leaves the numpy face working.
+def _load_torch_face():
+    if os.environ.get("PROXYATTN_NO_TORCH", "0") not in ("", "0"):
+        return None
+    try:
+        if importlib.util.find_spec("torch") is None:
+            return None
+        from . import torch_ops  # sets proxyattn.torch_ops
+    except (ImportError, OSError, ValueError):
+        return None
+    return torch_ops
+
+
+_load_torch_face()
