@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -29,6 +30,11 @@
 #include "testing/workload.h"
 
 namespace proxyattn {
+
+// Readable parameters in test listings and failures.
+inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
+inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
+
 namespace {
 
 using testing::Buffer;
@@ -95,6 +101,8 @@ const char* to_string(Source s) {
   }
   return "?";
 }
+
+void PrintTo(Source s, std::ostream* os) { *os << to_string(s); }
 
 using AttendParam = std::tuple<DType, int, int, Source, int>;  // dtype, head_dim, block, source, N
 

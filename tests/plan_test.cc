@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -31,6 +32,11 @@
 #include "testing/workload.h"
 
 namespace proxyattn {
+
+// Readable parameters in test listings and failures.
+inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
+inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
+
 namespace {
 
 using testing::Buffer;
@@ -143,6 +149,7 @@ void expect_conforms(const Workload& w, const Config& c, int threads = 2) {
 struct Heads {
   std::int64_t qo, kv;
 };
+void PrintTo(const Heads& h, std::ostream* os) { *os << h.qo << "/" << h.kv << " heads"; }
 
 // Sweep axes: N, block, stride, heads, last-block mode, variant. The variant and a hash of the
 // other axes pick g (a divisor of num_kv_heads), gamma, min budget, dtype and workload, so that

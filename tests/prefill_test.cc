@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <ostream>
 #include <sstream>
 #include <string>
 #include <tuple>
@@ -25,6 +26,11 @@
 #include "testing/workload.h"
 
 namespace proxyattn {
+
+// Readable parameters in test listings and failures.
+inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
+inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
+
 namespace {
 
 using testing::Buffer;
