@@ -8,6 +8,7 @@
 #   PROXYATTN_PREBUILT  folder holding cuda_prefill_test and libproxyattn_capi.so built elsewhere;
 #                       skips the build when they run here
 #   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--seq-lens 16384,65536")
+#   TEST_FILTER         --gtest_filter for the GPU tests [all]
 #   SKIP_TESTS=1, SKIP_SANITIZE=1, SKIP_BENCH=1
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -46,7 +47,8 @@ fi
 
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
   log "tests (quick level)"
-  "$bin/cuda_prefill_test" --gtest_output=json:"$OUT/tests.json" >"$OUT/tests.log" 2>&1 || status=1
+  "$bin/cuda_prefill_test" --gtest_filter="${TEST_FILTER:-*}" --gtest_output=json:"$OUT/tests.json" \
+    >"$OUT/tests.log" 2>&1 || status=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|Failure|expected|Which is|rel_error|first" "$OUT/tests.log" | head -40
 fi
 

@@ -184,14 +184,20 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
           sum += rS[mt][nt][2 * r] + rS[mt][nt][2 * r + 1];
         }
         row_sum[2 * mt + r] = row_sum[2 * mt + r] * alpha + sum;
+        // O *= alpha, skipped while no row of the warp raised its max (alpha is exactly 1):
+        // most tiles of long rows, and half of the per-element work of a 32-key tile.
+        if (__any_sync(0xffffffffu, alpha != 1.0f)) {
 #pragma unroll
-        for (int dt = 0; dt < kHeadDim / 8; ++dt) {
-          rO[mt][dt][2 * r] *= alpha;
-          rO[mt][dt][2 * r + 1] *= alpha;
+          for (int dt = 0; dt < kHeadDim / 8; ++dt) {
+            rO[mt][dt][2 * r] *= alpha;
+            rO[mt][dt][2 * r + 1] *= alpha;
+          }
         }
       }
     }
-    warp_pv_multi<T, kHeadDim, kMTiles, kKeys>(rO, rS, sVt, lane);
+    std::uint32_t rP[kMTiles][kKeys / 16][4];  // P rounded to T, as A fragments
+    pack_p<T, kMTiles, kKeys>(rP, rS);
+    warp_pv_multi<T, kHeadDim, kMTiles, kKeys>(rO, rP, sVt, lane);
     __syncthreads();
   }
   cp_async_wait<0>();

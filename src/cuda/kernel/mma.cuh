@@ -44,20 +44,28 @@ __device__ __forceinline__ void cp_async_wait() {
 /// \brief Copies rows [first_row, first_row + kRows) of a strided global matrix into a swizzled
 /// [kRows, kCols] tile; rows >= end_row become zeros (and read nothing: their copies point at
 /// row 0, which callers guarantee exists whenever any row is valid).
+/// Each thread keeps one column chunk and walks rows kThreads / kChunks apart, with one pointer
+/// increment per copy: per-copy addresses held across the main loop cost the attention kernel
+/// ~75 registers before (ptxas, hd128).
 /// \param gmem row 0 of the matrix; row r starts at gmem + r * row_stride (elements)
 template <typename T, int kRows, int kCols, int kThreads>
 __device__ __forceinline__ void load_tile(T* smem, const T* gmem, std::int64_t row_stride,
                                           int first_row, int end_row, int tid) {
   constexpr int kChunks = kCols / 8;
-  static_assert((kRows * kChunks) % kThreads == 0, "tile must split evenly over threads");
+  static_assert(kThreads % kChunks == 0 && (kRows * kChunks) % kThreads == 0,
+                "tile must split evenly over threads");
+  constexpr int kRowStep = kThreads / kChunks;
+  static_assert(kRowStep % 8 == 0, "rows a thread copies must share row % 8 (swizzle)");
+  const int row0 = tid / kChunks;
+  const int col = (tid % kChunks) * 8;
+  const T* src = gmem + static_cast<std::int64_t>(first_row + row0) * row_stride + col;
+  const std::int64_t step = kRowStep * row_stride;
+  T* dst = smem + swizzle<kCols>(row0, col);
 #pragma unroll
-  for (int i = 0; i < kRows * kChunks / kThreads; ++i) {
-    const int idx = tid + i * kThreads;
-    const int row = idx / kChunks;
-    const int col = (idx % kChunks) * 8;
-    const bool valid = first_row + row < end_row;
-    const T* src = valid ? gmem + (first_row + row) * row_stride + col : gmem;
-    cp_async_16(smem + swizzle<kCols>(row, col), src, valid);
+  for (int i = 0; i < kRows / kRowStep; ++i) {
+    const bool valid = first_row + row0 + i * kRowStep < end_row;
+    cp_async_16(dst + i * kRowStep * kCols, valid ? src : gmem, valid);
+    src += step;
   }
 }
 
@@ -79,7 +87,7 @@ __device__ __forceinline__ void mma_16816(float (&c)[4], const std::uint32_t (&a
 template <>
 __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const std::uint32_t (&a)[4],
                                                          std::uint32_t b0, std::uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -88,7 +96,7 @@ __device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&c)[4], const st
 template <>
 __device__ __forceinline__ void mma_16816<__half>(float (&c)[4], const std::uint32_t (&a)[4],
                                                   std::uint32_t b0, std::uint32_t b1) {
-  asm volatile(
+  asm(
       "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
       "{%8, %9}, {%0, %1, %2, %3};\n"
       : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
@@ -222,31 +230,40 @@ __device__ __forceinline__ void warp_qk_multi(float (&rS)[kMTiles][kKeys / 8][4]
   }
 }
 
+/// \brief Packs fp32 probabilities into A fragments of P (rounded to T), so that the fp32
+/// scores die before P V and the registers go to the O accumulators.
+template <typename T, int kMTiles, int kKeys>
+__device__ __forceinline__ void pack_p(std::uint32_t (&rP)[kMTiles][kKeys / 16][4],
+                                       const float (&rS)[kMTiles][kKeys / 8][4]) {
+#pragma unroll
+  for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+    for (int kk = 0; kk < kKeys / 16; ++kk) {
+      rP[mt][kk][0] = ElemTraits<T>::pack(rS[mt][2 * kk][0], rS[mt][2 * kk][1]);
+      rP[mt][kk][1] = ElemTraits<T>::pack(rS[mt][2 * kk][2], rS[mt][2 * kk][3]);
+      rP[mt][kk][2] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][0], rS[mt][2 * kk + 1][1]);
+      rP[mt][kk][3] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][2], rS[mt][2 * kk + 1][3]);
+    }
+  }
+}
+
 /// \brief rO[mt] += P[mt] V for kMTiles x 16 rows; each V fragment feeds kMTiles mma.
-/// TUTORIAL: naive equivalent: rO[r][d] += sum_u T(P[r][u]) * V[u][d].
+/// TUTORIAL: naive equivalent: rO[r][d] += sum_u P[r][u] * V[u][d], P already rounded to T.
 template <typename T, int kHeadDim, int kMTiles, int kKeys>
 __device__ __forceinline__ void warp_pv_multi(float (&rO)[kMTiles][kHeadDim / 8][4],
-                                              const float (&rS)[kMTiles][kKeys / 8][4],
+                                              const std::uint32_t (&rP)[kMTiles][kKeys / 16][4],
                                               const T* sV, int lane) {
   const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
 #pragma unroll
   for (int kk = 0; kk < kKeys / 16; ++kk) {
-    std::uint32_t rP[kMTiles][4];
-#pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      rP[mt][0] = ElemTraits<T>::pack(rS[mt][2 * kk][0], rS[mt][2 * kk][1]);
-      rP[mt][1] = ElemTraits<T>::pack(rS[mt][2 * kk][2], rS[mt][2 * kk][3]);
-      rP[mt][2] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][0], rS[mt][2 * kk + 1][1]);
-      rP[mt][3] = ElemTraits<T>::pack(rS[mt][2 * kk + 1][2], rS[mt][2 * kk + 1][3]);
-    }
 #pragma unroll
     for (int dp = 0; dp < kHeadDim / 16; ++dp) {
       std::uint32_t rV[4];
       ldmatrix_x4_trans(rV, addr.at(kk, dp));
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
-        mma_16816<T>(rO[mt][2 * dp], rP[mt], rV[0], rV[1]);
-        mma_16816<T>(rO[mt][2 * dp + 1], rP[mt], rV[2], rV[3]);
+        mma_16816<T>(rO[mt][2 * dp], rP[mt][kk], rV[0], rV[1]);
+        mma_16816<T>(rO[mt][2 * dp + 1], rP[mt][kk], rV[2], rV[3]);
       }
     }
   }
