@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "cpu/reference.h"
 #include "cuda/backend.h"
 #include "proxyattn/proxyattn.h"
+#include "proxyattn/safetensors.h"
 #include "testing/compare.h"
 #include "testing/workload.h"
 
@@ -350,6 +352,46 @@ TEST(CudaPlan, PrefillIsBitwiseRepeatable) {
   }
   EXPECT_TRUE(outputs[0] == outputs[1]);
   EXPECT_TRUE(masks[0] == masks[1]);
+}
+
+// Real learned inputs (data/qkv, the model issue's dump): plan conformance and output, both
+// last-block modes, the densest (layer 3) and the sparsest (layer 7) layer.
+TEST(CudaPlan, RealDumpConforms) {
+  SKIP_WITHOUT_GPU();
+  for (const char* layer : {"pa-tiny-8k-layer3", "pa-tiny-8k-layer7"}) {
+    const std::string path = std::string(PROXYATTN_SOURCE_DIR) + "/data/qkv/" + layer + ".safetensors";
+    if (!std::ifstream(path).good()) GTEST_SKIP() << path << " absent";
+    const safetensors::QkvFile f = safetensors::read_qkv(path);
+    const Workload w = testing::workload_from_tensors(
+        f.dtype, f.tokens(), f.num_qo_heads(), f.num_kv_heads(), f.head_dim(), f.q.data.data(),
+        f.k.data.data(), f.v.data.data(), f.cu_seqlens);
+    for (int block : {64, 128}) {
+      for (double gamma : {0.9, 0.95}) {
+        for (auto last : {LastBlockSelection::kExact, LastBlockSelection::kProxy}) {
+          Config config;
+          config.block_size = block;
+          config.gamma = gamma;
+          config.min_budget_tokens = 256;
+          config.dense_below_tokens = 256;
+          config.last_block_selection = last;
+          std::ostringstream name;
+          name << layer << " b" << block << " gamma " << gamma << " " << to_string(last);
+          SCOPED_TRACE(name.str());
+          DeviceRun run(w);
+          DeviceBuffer ws(workspace_size(w.shape(), config));
+          const Plan plan = prefill(run.q_view, run.k_view, run.v_view, w.seqlens(), config,
+                                    ws.workspace(), run.o_view, &run.lse_view);
+          cuda::synchronize(Runtime{});
+          const HostPlan host = copy_to_host(plan);
+          const auto ref_plan = reference::plan(host_problem(w, nullptr), config);
+          const PlanConformance conf = check_plan(ref_plan, host.plan, config);
+          EXPECT_TRUE(conf.ok) << conf.first_failure;
+          const auto ref = gpu_reference_attend(w, block, host.plan.to_dense());
+          expect_output_conforms(w, run.fetch(), ref, name.str());
+        }
+      }
+    }
+  }
 }
 
 }  // namespace

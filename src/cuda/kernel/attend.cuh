@@ -2,15 +2,17 @@
 //
 // One CTA per (query head, query block m). The CTA walks the plan: the first counts[h][m] key
 // blocks of row_order(h, m) (last_order for the last block, the group's order otherwise), or
-// every block 0..m in dense mode. Each key block is kBlock / kKeys tiles of kKeys keys (tile_config.h), double-buffered
-// with cp.async. Only the diagonal block is masked element-wise (causal); its tiles also cover
-// the padded tail of the last block, since keys >= N only occur there. Each warp owns 16 query
-// rows; the online softmax runs in the log2 domain with the scale folded in.
+// every block 0..m in dense mode. Each key block is kBlock / kKeys tiles of kKeys keys
+// (tile_config.h), double-buffered with cp.async. Only the diagonal block is masked element-wise
+// (rules::causal); its tiles also cover the padded tail of the last block, since keys >= N occur
+// only there. Each warp owns 16 or 32 query rows (tile_config.h); the online softmax runs in the
+// log2 domain with the scale folded in.
 #pragma once
 
 #include <cmath>
 #include <cstdint>
 
+#include "common/rules.h"
 #include "cuda/kernel/mma.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
@@ -154,7 +156,7 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
           for (int e = 0; e < 4; ++e) {
             const int key = tile.key_start + nt * 8 + 2 * c4 + (e & 1);
             const int query = q_pos0 + mt * 16 + (e >= 2 ? 8 : 0);
-            if (key > query) rS[mt][nt][e] = -INFINITY;
+            if (!rules::causal(query, key)) rS[mt][nt][e] = -INFINITY;
           }
         }
       }

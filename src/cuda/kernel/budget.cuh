@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/rules.h"
 #include "cuda/kernel/mma.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
@@ -72,7 +73,7 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
       for (int e = 0; e < 4; ++e) {
         const int key = k0 + nt * 8 + 2 * c4 + (e & 1);
         const int query = first_row + local_a + (e >= 2 ? 8 : 0);
-        rS[nt][e] = (needs_mask && key > query) ? -INFINITY : rS[nt][e] * p.scale_log2;
+        rS[nt][e] = (needs_mask && !rules::causal(query, key)) ? -INFINITY : rS[nt][e] * p.scale_log2;
       }
     }
 #pragma unroll

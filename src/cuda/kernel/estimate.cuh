@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 
+#include "common/rules.h"
 #include "cuda/kernel/mma.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
@@ -122,7 +123,7 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
       for (int e = 0; e < 4; ++e) {
         const int key = kt * 64 + nt * 8 + 2 * c4 + (e & 1);
         const int query = row_a + (e >= 2 ? 8 : 0);
-        const bool masked = (diagonal && key > query) || query >= S;
+        const bool masked = (diagonal && !rules::causal(query, key)) || query >= S;
         rS[nt][e] = masked ? -INFINITY : rS[nt][e] * scale_log2;
       }
     }

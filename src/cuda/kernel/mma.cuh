@@ -169,32 +169,6 @@ __device__ __forceinline__ void warp_qk(float (&rS)[kKeyTile / 8][4],
   }
 }
 
-/// \brief rO += P V for a warp's 16 rows; P comes from the fp32 scores rS, rounded to T.
-/// TUTORIAL: naive equivalent: rO[r][d] += sum_u T(P[r][u]) * V[u][d].
-/// \param rO [kHeadDim / 8][4] accumulators   \param sV [64, kHeadDim] swizzled value tile
-template <typename T, int kHeadDim>
-__device__ __forceinline__ void warp_pv(float (&rO)[kHeadDim / 8][4],
-                                        const float (&rS)[kKeyTile / 8][4], const T* sV,
-                                        int lane) {
-  // Matrices of ldmatrix.x4.trans: (keys 0-7, d lo), (keys 8-15, d lo), (0-7, hi), (8-15, hi).
-  const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
-#pragma unroll
-  for (int kk = 0; kk < kKeyTile / 16; ++kk) {
-    std::uint32_t rP[4];
-    rP[0] = ElemTraits<T>::pack(rS[2 * kk][0], rS[2 * kk][1]);
-    rP[1] = ElemTraits<T>::pack(rS[2 * kk][2], rS[2 * kk][3]);
-    rP[2] = ElemTraits<T>::pack(rS[2 * kk + 1][0], rS[2 * kk + 1][1]);
-    rP[3] = ElemTraits<T>::pack(rS[2 * kk + 1][2], rS[2 * kk + 1][3]);
-#pragma unroll
-    for (int dp = 0; dp < kHeadDim / 16; ++dp) {
-      std::uint32_t rV[4];  // b0,b1 of columns dp*16+0..7, then of dp*16+8..15
-      ldmatrix_x4_trans(rV, addr.at(kk, dp));
-      mma_16816<T>(rO[2 * dp], rP, rV[0], rV[1]);
-      mma_16816<T>(rO[2 * dp + 1], rP, rV[2], rV[3]);
-    }
-  }
-}
-
 /// \brief rS[mt] = Q[mt] K^T for a warp's kMTiles x 16 query rows against a kKeys-key tile, with Q
 /// read from shared memory (each K fragment then feeds kMTiles mma: half the K traffic per FLOP
 /// at kMTiles = 2, which is what keeps an H100/H200 SM off its shared-memory limit).
