@@ -155,7 +155,7 @@ def test_attend_with_a_foreign_plan(inputs):
     plan = pa.plan(q, k, [0, 100, 200], **SPARSE)
     raises(r"cu_seqlens\[2\] = 200, expected total_tokens = 150", pa.attend, q[:150], k[:150],
            v[:150], plan)
-    raises("plan heads = 4/2, expected 2/2", pa.attend, q[:, :2], k, v, plan)
+    raises("plan heads = 4/2, expected the tensors' 2/2", pa.attend, q[:, :2], k, v, plan)
     raises("plan is a dict, expected a proxyattn.Plan", pa.attend, q, k, v, {})
 
 
