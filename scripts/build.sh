@@ -8,5 +8,6 @@ scripts/install-deps.sh
 [ -x /usr/local/cuda/bin/nvcc ] && export PATH="/usr/local/cuda/bin:$PATH"
 cuda=()
 [ -n "${PROXYATTN_ENABLE_CUDA:-}" ] && cuda=(-DPROXYATTN_ENABLE_CUDA="$PROXYATTN_ENABLE_CUDA")
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "${cuda[@]}" >/dev/null
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DPROXYATTN_BUILD_TOOLS=ON -DPROXYATTN_BUILD_TESTS=ON \
+  "${cuda[@]}" >/dev/null
 cmake --build build -j"$(nproc)"
