@@ -31,32 +31,16 @@
 
 namespace proxyattn {
 
-// Readable parameters in test listings and failures.
-inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
-inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
-
 namespace {
 
 using testing::Buffer;
+using testing::make_workload;
 using testing::Output;
 using testing::Reference;
 using testing::Workload;
 using testing::WorkloadKind;
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
-
-Workload make(std::vector<std::int32_t> lens, std::int64_t hq, std::int64_t hkv, std::int64_t d,
-              DType dtype, WorkloadKind kind = WorkloadKind::kStructured, std::uint64_t seed = 1) {
-  testing::WorkloadSpec spec;
-  spec.seq_lens = std::move(lens);
-  spec.num_qo_heads = hq;
-  spec.num_kv_heads = hkv;
-  spec.head_dim = d;
-  spec.dtype = dtype;
-  spec.kind = kind;
-  spec.seed = seed;
-  return testing::make_workload(spec);
-}
 
 double lse_tolerance() { return 1e-3; }  // fp32 accumulation on both dtypes
 
@@ -133,7 +117,7 @@ TEST_P(AttendSweep, MatchesReference) {
   const auto [dtype, d, block, source, n] = GetParam();
   const HeadsChoice heads = heads_of(GetParam());
   // A second, shorter sequence makes every case a packed batch.
-  const Workload w = make({n, 37}, heads.qo, heads.kv, d, dtype, WorkloadKind::kStructured,
+  const Workload w = make_workload({n, 37}, heads.qo, heads.kv, d, dtype, WorkloadKind::kStructured,
                           static_cast<std::uint64_t>(n + d));
   Buffer ws;
   Plan p;
@@ -167,7 +151,7 @@ TEST(Attend, UserMaskWithEmptyRowsGivesZeroAndNegInf) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     // 4 blocks of 64; 2 query heads on 1 KV head (one group). Head 0 attends nothing in row 1
     // and only block 1 in row 3; head 1 attends everything but row 2's block 0.
-    const Workload w = make({250}, 2, 1, 64, dtype);
+    const Workload w = make_workload({250}, 2, 1, 64, dtype);
     const std::int64_t nb = 4;
     std::vector<std::uint8_t> mask(2 * nb * nb, 0);
     auto at = [&](std::int64_t h, std::int64_t m, std::int64_t n) -> std::uint8_t& {
@@ -207,7 +191,7 @@ TEST(Attend, UserMaskWithEmptyRowsGivesZeroAndNegInf) {
 }
 
 TEST(Attend, AllEmptyPlan) {
-  const Workload w = make({130, 10}, 4, 2, 64, DType::kFloat32);
+  const Workload w = make_workload({130, 10}, 4, 2, 64, DType::kFloat32);
   ProblemShape shape = w.shape();
   const std::size_t cells = 4 * 3 * 3 + 4 * 1 * 1;
   std::vector<std::uint8_t> mask(cells, 0);
@@ -226,7 +210,7 @@ TEST(Attend, AllEmptyPlan) {
 }
 
 TEST(Attend, WithoutLse) {
-  const Workload w = make({300}, 4, 1, 64, DType::kBFloat16);
+  const Workload w = make_workload({300}, 4, 1, 64, DType::kBFloat16);
   Buffer ws;
   const Plan p = testing::random_mask_plan(w.shape(), 64, 0.3, 5, ws);
   Output with = testing::make_output(w), without = testing::make_output(w);
@@ -239,7 +223,7 @@ TEST(Attend, WithoutLse) {
 
 TEST(AttendDifferential, ForcedDensityOneEqualsDenseBitwise) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
-    const Workload w = make({1000, 300}, 4, 2, 64, dtype, WorkloadKind::kRandom, 3);
+    const Workload w = make_workload({1000, 300}, 4, 2, 64, dtype, WorkloadKind::kRandom, 3);
     Config c = sparse_config(128);  // dense() tiles by 128 too, so the sums are the same sums
     c.forced_density = 1.0;
     Buffer ws(workspace_size(w.shape(), c));
@@ -257,7 +241,7 @@ TEST(AttendDifferential, ForcedDensityOneEqualsDenseBitwise) {
 
 TEST(AttendDifferential, ForcedDensityOneEqualsDenseBlock64) {
   // Other tiles, other rounding: equal within the tolerance, not bitwise.
-  const Workload w = make({577}, 4, 1, 64, DType::kFloat32, WorkloadKind::kRandom, 4);
+  const Workload w = make_workload({577}, 4, 1, 64, DType::kFloat32, WorkloadKind::kRandom, 4);
   Config c = sparse_config(64);
   c.forced_density = 1.0;
   Buffer ws(workspace_size(w.shape(), c));
@@ -272,7 +256,7 @@ TEST(AttendDifferential, SparseEqualsDenseWithExpandedMask) {
   // reference runs the dense double loop and drops keys whose block is unselected. A plan that
   // selects every block equals the dense kernel exactly.
   for (int block : {64, 128}) {
-    const Workload w = make({900, 64}, 4, 2, 64, DType::kBFloat16, WorkloadKind::kStructured, 9);
+    const Workload w = make_workload({900, 64}, 4, 2, 64, DType::kBFloat16, WorkloadKind::kStructured, 9);
     Buffer ws;
     const Plan sparse_plan = testing::random_mask_plan(w.shape(), block, 0.25, 77, ws);
     Output sparse = testing::make_output(w);
@@ -292,7 +276,7 @@ TEST(AttendDifferential, SparseEqualsDenseWithExpandedMask) {
 }
 
 TEST(AttendDifferential, ExplicitScale) {
-  const Workload w = make({300}, 4, 4, 64, DType::kFloat32, WorkloadKind::kRandom, 12);
+  const Workload w = make_workload({300}, 4, 4, 64, DType::kFloat32, WorkloadKind::kRandom, 12);
   Config c = sparse_config(64);
   c.scale = 0.05f;
   Buffer ws(workspace_size(w.shape(), c));
@@ -308,7 +292,7 @@ TEST(AttendDifferential, ExplicitScale) {
 TEST(AttendStrided, PackedQkvAndPaddedOutputEqualContiguous) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     const std::int64_t Hq = 4, Hk = 2, D = 64;
-    const Workload w = make({500, 77}, Hq, Hk, D, dtype, WorkloadKind::kStructured, 21);
+    const Workload w = make_workload({500, 77}, Hq, Hk, D, dtype, WorkloadKind::kStructured, 21);
     const std::int64_t T = w.total_tokens, es = static_cast<std::int64_t>(dtype_size(dtype));
     // One packed [T, Hq + 2 Hk, D] buffer, as a fused QKV projection writes it.
     const std::int64_t row = (Hq + 2 * Hk) * D;
@@ -376,7 +360,7 @@ TEST(AttendStrided, BroadcastHeadStrideZero) {
   // K and V with head stride 0 (one KV head's memory shared by two KV heads) equal the same data
   // materialized twice.
   const std::int64_t D = 64;
-  const Workload one = make({260}, 2, 1, D, DType::kFloat32, WorkloadKind::kRandom, 30);
+  const Workload one = make_workload({260}, 2, 1, D, DType::kFloat32, WorkloadKind::kRandom, 30);
   const std::int64_t T = one.total_tokens;
   TensorView k = TensorView::contiguous(one.k.data(), DType::kFloat32, {T, 2, D});
   TensorView v = TensorView::contiguous(one.v.data(), DType::kFloat32, {T, 2, D});

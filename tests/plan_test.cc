@@ -33,10 +33,6 @@
 
 namespace proxyattn {
 
-// Readable parameters in test listings and failures.
-inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
-inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
-
 namespace {
 
 using testing::Buffer;
@@ -119,15 +115,7 @@ PlanArrays arrays_of(const Plan& p) {
 
 Workload make(std::vector<std::int32_t> lens, std::int64_t hq, std::int64_t hkv, DType dtype,
               WorkloadKind kind, std::uint64_t seed, std::int64_t d = 64) {
-  testing::WorkloadSpec spec;
-  spec.seq_lens = std::move(lens);
-  spec.num_qo_heads = hq;
-  spec.num_kv_heads = hkv;
-  spec.head_dim = d;
-  spec.dtype = dtype;
-  spec.kind = kind;
-  spec.seed = seed;
-  return testing::make_workload(spec);
+  return testing::make_workload(std::move(lens), hq, hkv, d, dtype, kind, seed);
 }
 
 // Plans with the CPU path and the reference, checks conformance and the invariants.

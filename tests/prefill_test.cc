@@ -27,30 +27,14 @@
 
 namespace proxyattn {
 
-// Readable parameters in test listings and failures.
-inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
-inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
-
 namespace {
 
 using testing::Buffer;
+using testing::make_workload;
 using testing::Output;
 using testing::Reference;
 using testing::Workload;
 using testing::WorkloadKind;
-
-Workload make(std::vector<std::int32_t> lens, std::int64_t hq, std::int64_t hkv, std::int64_t d,
-              DType dtype, WorkloadKind kind = WorkloadKind::kStructured, std::uint64_t seed = 1) {
-  testing::WorkloadSpec spec;
-  spec.seq_lens = std::move(lens);
-  spec.num_qo_heads = hq;
-  spec.num_kv_heads = hkv;
-  spec.head_dim = d;
-  spec.dtype = dtype;
-  spec.kind = kind;
-  spec.seed = seed;
-  return testing::make_workload(spec);
-}
 
 void expect_matches(const Workload& w, const Output& out, const Reference& ref) {
   const OutputError e = compare_output(testing::problem_of(w, &out), ref.out, ref.lse);
@@ -77,7 +61,7 @@ class PrefillVarlen : public ::testing::TestWithParam<VarlenParam> {};
 TEST_P(PrefillVarlen, EndToEnd) {
   const auto [block, mode, dtype] = GetParam();
   const std::vector<std::int32_t> lens = {37, 900, 1, 200, 1024, 0, 130};
-  const Workload w = make(lens, 4, 2, 64, dtype, WorkloadKind::kStructured, 5);
+  const Workload w = make_workload(lens, 4, 2, 64, dtype, WorkloadKind::kStructured, 5);
   Config c;
   c.block_size = block;
   c.stride = 4;
@@ -149,7 +133,7 @@ INSTANTIATE_TEST_SUITE_P(
 TEST(Prefill, DenseMatchesReference) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
     for (std::int64_t d : {64, 128, 40}) {
-      const Workload w = make({300, 1, 129, 64}, 4, 1, d, dtype, WorkloadKind::kRandom, 6);
+      const Workload w = make_workload({300, 1, 129, 64}, 4, 1, d, dtype, WorkloadKind::kRandom, 6);
       Output out = testing::make_output(w);
       dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), out.o_view, &out.lse_view, 0.0f,
             Runtime{2});
@@ -162,7 +146,7 @@ TEST(Prefill, DenseMatchesReference) {
 TEST(Prefill, AllDenseFallbackEqualsDense) {
   // Every sequence is at most dense_below: prefill runs dense attention. At b = 128 it visits the
   // same tiles as dense(), so the results are the same bits.
-  const Workload w = make({37, 300, 1, 2048}, 4, 2, 64, DType::kBFloat16, WorkloadKind::kStructured, 8);
+  const Workload w = make_workload({37, 300, 1, 2048}, 4, 2, 64, DType::kBFloat16, WorkloadKind::kStructured, 8);
   const Config c;  // defaults: dense_below = 2048
   Buffer ws(workspace_size(w.shape(), c));
   Output sparse = testing::make_output(w), full = testing::make_output(w);
@@ -185,7 +169,7 @@ TEST(Prefill, ExactLastBlockSelectsNeedles) {
   // gamma budget is 2-3 blocks would spend it on the sink and the diagonal; a minimum budget of
   // 4 blocks (as in SPEC.md's needle experiment, 256 tokens at b = 64) leaves room for both.
   for (int block : {64, 128}) {
-    const Workload w = make({1024, 700}, 4, 1, 64, DType::kBFloat16, WorkloadKind::kStructured, 9);
+    const Workload w = make_workload({1024, 700}, 4, 1, 64, DType::kBFloat16, WorkloadKind::kStructured, 9);
     ASSERT_EQ(w.needles.size(), 4u);
     Config c;
     c.block_size = block;
@@ -219,7 +203,7 @@ TEST(Prefill, ExactLastBlockSelectsNeedles) {
 
 TEST(Prefill, ThreadCountIndependence) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
-    const Workload w = make({37, 800, 250}, 7, 1, 64, dtype, WorkloadKind::kStructured, 10);
+    const Workload w = make_workload({37, 800, 250}, 7, 1, 64, dtype, WorkloadKind::kStructured, 10);
     Config c;
     c.block_size = 64;
     c.min_budget_tokens = 64;
@@ -274,7 +258,7 @@ void expect_nan_pattern(const Workload& w, const Output& out, const Reference& r
 
 TEST(PrefillNaN, NanInValuePropagatesLikeDense) {
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
-    Workload w = make({100, 700}, 4, 2, 64, dtype, WorkloadKind::kStructured, 12);
+    Workload w = make_workload({100, 700}, 4, 2, 64, dtype, WorkloadKind::kStructured, 12);
     // NaN in v of token 300 of sequence 1 (absolute 400), KV head 1, dim 3.
     store_float(w.v.data(), dtype, (400 * 2 + 1) * 64 + 3, std::nanf(""));
     Config c;
@@ -317,7 +301,7 @@ TEST(PrefillNaN, NanInValuePropagatesLikeDense) {
 
 TEST(PrefillNaN, NanInQueryOrKeyDoesNotCrash) {
   for (int where = 0; where < 2; ++where) {
-    Workload w = make({300, 600}, 4, 2, 64, DType::kFloat32, WorkloadKind::kRandom, 13);
+    Workload w = make_workload({300, 600}, 4, 2, 64, DType::kFloat32, WorkloadKind::kRandom, 13);
     if (where == 0) {
       store_float(w.q.data(), DType::kFloat32, (850 * 4 + 2) * 64 + 1, std::nanf(""));
     } else {

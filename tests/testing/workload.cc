@@ -203,6 +203,20 @@ Workload make_workload(const WorkloadSpec& spec) {
   return w;
 }
 
+Workload make_workload(std::vector<std::int32_t> seq_lens, std::int64_t num_qo_heads,
+                       std::int64_t num_kv_heads, std::int64_t head_dim, DType dtype,
+                       WorkloadKind kind, std::uint64_t seed) {
+  WorkloadSpec spec;
+  spec.seq_lens = std::move(seq_lens);
+  spec.num_qo_heads = num_qo_heads;
+  spec.num_kv_heads = num_kv_heads;
+  spec.head_dim = head_dim;
+  spec.dtype = dtype;
+  spec.kind = kind;
+  spec.seed = seed;
+  return make_workload(spec);
+}
+
 Workload workload_from_tensors(DType dtype, std::int64_t tokens, std::int64_t num_qo_heads,
                                std::int64_t num_kv_heads, std::int64_t head_dim, const void* q,
                                const void* k, const void* v, std::vector<std::int32_t> cu_seqlens) {

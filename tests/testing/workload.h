@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -67,6 +68,11 @@ struct Workload {
 
 Workload make_workload(const WorkloadSpec& spec);
 
+/// \brief The same, spelled out: sequence lengths, heads, head_dim, dtype, kind and seed.
+Workload make_workload(std::vector<std::int32_t> seq_lens, std::int64_t num_qo_heads,
+                       std::int64_t num_kv_heads, std::int64_t head_dim, DType dtype,
+                       WorkloadKind kind = WorkloadKind::kStructured, std::uint64_t seed = 1);
+
 /// \brief Builds a Workload from existing host q/k/v bytes (e.g. a safetensors file).
 Workload workload_from_tensors(DType dtype, std::int64_t tokens, std::int64_t num_qo_heads,
                                std::int64_t num_kv_heads, std::int64_t head_dim,
@@ -90,3 +96,9 @@ Plan random_mask_plan(const ProblemShape& shape, int block_size, double density,
 std::uint64_t mix_seed(std::uint64_t seed, std::uint64_t stream);
 
 }  // namespace proxyattn::testing
+
+namespace proxyattn {
+// Readable parameters in GoogleTest listings and failures.
+inline void PrintTo(LastBlockSelection mode, std::ostream* os) { *os << to_string(mode); }
+inline void PrintTo(DType dtype, std::ostream* os) { *os << to_string(dtype); }
+}  // namespace proxyattn
