@@ -56,6 +56,7 @@ Plan plan(const TensorView& q, const TensorView& k, CuSeqlens cu_seqlens, const 
   check_backend(p);
   const WorkspaceLayout layout = make_workspace_layout(p.shape, config);
   check_workspace(workspace, layout.total_bytes, p.device, p.device_id);
+  check_finite(p, runtime);
   Plan result = bind_plan(layout, workspace, p.scale);
   if (p.device == Device::kCUDA) {
     cuda::plan(p, config, result, workspace, runtime);
@@ -72,6 +73,7 @@ void attend(const TensorView& q, const TensorView& k, const TensorView& v, const
                            plan.scale);
   check_plan_matches(plan, p);
   check_backend(p);
+  check_finite(p, runtime);
   if (p.device == Device::kCUDA) {
     cuda::attend(p, plan, runtime);
   } else {
@@ -86,8 +88,11 @@ Plan prefill(const TensorView& q, const TensorView& k, const TensorView& v, CuSe
   config.validate();
   const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, config.scale);
   check_config_fits(config, p.shape);
-  Plan result = plan(q, k, cu_seqlens, config, workspace, runtime);
-  attend(q, k, v, result, out, lse, runtime);
+  check_finite(p, runtime);
+  Runtime checked = runtime;  // q, k and v were scanned once, above
+  checked.check_finite = false;
+  Plan result = plan(q, k, cu_seqlens, config, workspace, checked);
+  attend(q, k, v, result, out, lse, checked);
   return result;
 }
 
@@ -95,6 +100,7 @@ void dense(const TensorView& q, const TensorView& k, const TensorView& v, CuSeql
            const TensorView& out, const TensorView* lse, float scale, const Runtime& runtime) {
   const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, scale);
   check_backend(p);
+  check_finite(p, runtime);
   if (p.device == Device::kCUDA) {
     cuda::dense(p, runtime);
   } else {

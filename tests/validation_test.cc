@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -386,6 +387,27 @@ TEST(PlanFromBlockMask, RejectsNullMaskAndSmallWorkspace) {
   Workspace small = ws.workspace();
   small.size = 16;
   EXPECT_THROW(plan_from_block_mask(shape, 64, 1, mask.data(), small), Error);
+}
+
+}  // namespace
+}  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// Runtime::check_finite (SPEC.md section 6's opt-in check): NaN/Inf are reported by name and
+// position before anything is written; without the flag they propagate and nothing throws.
+TEST_F(Validation, CheckFiniteNamesTheFirstNonFiniteInput) {
+  const Runtime checked{2, nullptr, true};
+  float* v = static_cast<float*>(w_.v.data());
+  v[(150 * 2 + 1) * 64 + 5] = std::numeric_limits<float>::quiet_NaN();  // v[150, 1, 5]
+  expect_rejected([&] { prefill(q_, k_, v_, seqlens(), config_, ws_.workspace(), out_, &lse_, checked); },
+                  "v[150, 1, 5]");
+  expect_rejected([&] { dense(q_, k_, v_, seqlens(), out_, &lse_, 0.0f, checked); }, "v[150, 1, 5]");
+  float* k = static_cast<float*>(w_.k.data());
+  k[(7 * 2 + 0) * 64 + 0] = std::numeric_limits<float>::infinity();  // k[7, 0, 0], before v's
+  expect_rejected([&] { dense(q_, k_, v_, seqlens(), out_, &lse_, 0.0f, checked); }, "k[7, 0, 0]");
+  EXPECT_NO_THROW(run_prefill());  // off by default: NaN/Inf propagate as dense attention would
 }
 
 }  // namespace

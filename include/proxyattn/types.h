@@ -90,6 +90,10 @@ struct CuSeqlens {
 struct Runtime {
   int num_threads = 0;
   void* stream = nullptr;
+  /// Opt-in (SPEC.md section 6): scan q, k and v for NaN or Inf before anything runs and throw
+  /// Error naming the first one. Without it, NaN/Inf propagate as dense attention would. On CUDA
+  /// the scan copies the tensors to the host (synchronizes; for debugging, not for serving).
+  bool check_finite = false;
 };
 
 }  // namespace proxyattn

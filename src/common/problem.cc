@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <limits>
 
+#include "common/numeric.h"
 #include "common/validate.h"
+#include "cuda/backend.h"
 #include "proxyattn/plan.h"
 #include "proxyattn/problem.h"
 
@@ -174,6 +176,44 @@ void check_config_fits(const Config& config, const ProblemShape& shape) {
   const std::int64_t nb = (shape.max_seqlen() + config.block_size - 1) / config.block_size;
   PROXYATTN_CHECK(nb <= kMaxBlocks, "max_seqlen = ", shape.max_seqlen(), ", expected at most ",
                   kMaxBlocks, " blocks of ", config.block_size, " tokens");
+}
+
+namespace {
+
+// Scans one [tokens, heads, head_dim] operand; device data is copied to the host first.
+void check_finite_operand(const char* name, const void* data, std::int64_t heads,
+                          std::int64_t stride_n, std::int64_t stride_h, const Problem& p,
+                          const Runtime& runtime) {
+  const std::int64_t T = p.shape.total_tokens, D = p.shape.head_dim;
+  if (T == 0 || heads == 0 || D == 0) return;
+  const std::int64_t span = (T - 1) * stride_n + (heads - 1) * stride_h + D;  // elements
+  std::vector<std::uint8_t> host;
+  const void* base = data;
+  if (p.device == Device::kCUDA) {
+    host.resize(static_cast<std::size_t>(span) * dtype_size(p.dtype));
+    cuda::copy_to_host(host.data(), data, host.size(), runtime);
+    base = host.data();
+  }
+  for (std::int64_t t = 0; t < T; ++t) {
+    for (std::int64_t h = 0; h < heads; ++h) {
+      for (std::int64_t d = 0; d < D; ++d) {
+        const float x = load_float(base, p.dtype, t * stride_n + h * stride_h + d);
+        PROXYATTN_CHECK(std::isfinite(x), name, "[", t, ", ", h, ", ", d, "] = ", x,
+                        ", expected finite inputs (Runtime::check_finite is on)");
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void check_finite(const Problem& p, const Runtime& runtime) {
+  if (!runtime.check_finite) return;
+  check_finite_operand("q", p.q, p.shape.num_qo_heads, p.q_stride_n, p.q_stride_h, p, runtime);
+  check_finite_operand("k", p.k, p.shape.num_kv_heads, p.k_stride_n, p.k_stride_h, p, runtime);
+  if (p.v != nullptr) {
+    check_finite_operand("v", p.v, p.shape.num_kv_heads, p.v_stride_n, p.v_stride_h, p, runtime);
+  }
 }
 
 void check_workspace(const Workspace& workspace, std::size_t needed, Device device, int device_id) {

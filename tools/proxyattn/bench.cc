@@ -77,7 +77,7 @@ int run_bench(const CommonOptions& o, int repeats) {
   const Config config = o.config();
   Inputs in;
   load_inputs(o, in);
-  const Runtime runtime{o.threads, nullptr};
+  const Runtime runtime = o.runtime();
   const CuSeqlens seqlens = in.host.seqlens();
   RunOutput dense_out(in), sparse_out(in);
   const ProblemShape shape = problem_shape(in.q(), in.k(), seqlens);

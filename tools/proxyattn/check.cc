@@ -16,7 +16,7 @@ int run_check(const CommonOptions& o) {
   const Config base = o.config();
   Inputs in;
   load_inputs(o, in);
-  const Runtime runtime{o.threads, nullptr};
+  const Runtime runtime = o.runtime();
   const CuSeqlens seqlens = in.host.seqlens();
   std::vector<LastBlockSelection> modes{base.last_block_selection};
   if (!o.last_block_given) modes = {LastBlockSelection::kExact, LastBlockSelection::kProxy};

@@ -25,6 +25,8 @@ struct CommonOptions {
   int threads = 0;
   std::uint64_t seed = 0;
   bool json = false;
+  bool check_finite = false;
+  Runtime runtime() const { return Runtime{threads, nullptr, check_finite}; }
   // Input flags.
   std::int64_t seq_len = 8192, heads = 8, kv_heads = 2, head_dim = 128;
   std::string workload = "structured", input;

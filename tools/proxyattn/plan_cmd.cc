@@ -39,7 +39,7 @@ int run_plan(const CommonOptions& o, const std::string& png, const std::string& 
   Inputs in;
   load_inputs(o, in);
   const std::vector<int> heads = parse_heads(show_heads, in.host.spec.num_qo_heads);
-  const Runtime runtime{o.threads, nullptr};
+  const Runtime runtime = o.runtime();
   const ProblemShape shape = problem_shape(in.q(), in.k(), in.host.seqlens());
   DeviceBuffer ws(workspace_size(shape, config), in.device);
   progress("plan");
