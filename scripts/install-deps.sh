@@ -8,7 +8,7 @@ pkgs=(
   libcli11-dev nlohmann-json3-dev libpng-dev libhwy-dev
   clang libclang-rt-14-dev
   python3 python3-dev python3-pip python3-numpy python3-pytest python3-pybind11 pybind11-dev libdlpack-dev
-  sentencepiece
+  sentencepiece python3-sentencepiece
 )
 missing=()
 for p in "${pkgs[@]}"; do
