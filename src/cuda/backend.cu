@@ -66,6 +66,12 @@ void run_attention(const Problem& p, int block_size, const WorkspaceLayout* layo
   }
   constexpr int kMaxGridRows = 65535;
   const std::int64_t batch = p.shape.batch();
+  // Every sequence is checked before the first launch, so a rejected call writes nothing.
+  for (std::int64_t j = 0; j < batch; ++j) {
+    const std::int64_t nb = (p.shape.seq_len(j) + block_size - 1) / block_size;
+    PROXYATTN_CHECK(nb <= kMaxGridRows, "sequence ", j, " has ", nb, " blocks of ", block_size,
+                    " tokens, expected at most ", kMaxGridRows, " for the CUDA kernel");
+  }
   std::int64_t i = 0;
   while (i < batch) {
     a.num_seqs = 0;
@@ -73,8 +79,6 @@ void run_attention(const Problem& p, int block_size, const WorkspaceLayout* layo
     for (; i < batch && a.num_seqs < kMaxSeqsPerLaunch; ++i) {
       const std::int64_t len = p.shape.seq_len(i);
       const std::int64_t nb = (len + block_size - 1) / block_size;
-      PROXYATTN_CHECK(nb <= kMaxGridRows, "sequence ", i, " has ", nb, " blocks of ", block_size,
-                      " tokens; the CUDA kernel takes at most ", kMaxGridRows);
       if (nb == 0) continue;
       if (rows + nb > kMaxGridRows) break;
       SeqDesc& s = a.seqs[a.num_seqs++];
@@ -126,6 +130,11 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
   const WorkspaceLayout& l = plan.layout;
   const cudaStream_t stream = to_stream(runtime.stream);
   const std::int64_t H = l.num_qo_heads, g = l.num_groups, D = l.head_dim;
+  for (std::int64_t i = 0; i < l.batch; ++i) {  // checked before anything is launched
+    PROXYATTN_CHECK(l.is_dense[i] || l.num_blocks[i] <= SortTraits::kMaxSortBlocks, "sequence ", i,
+                    " has ", l.num_blocks[i], " blocks, expected at most ",
+                    SortTraits::kMaxSortBlocks, " for the CUDA plan (its sorts are in shared memory)");
+  }
   PROXYATTN_CUDA_CHECK(cudaMemsetAsync(plan.flags, 0, 4 * sizeof(std::int32_t), stream));
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];
@@ -155,8 +164,6 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
       PROXYATTN_CUDA_CHECK_LAUNCH();
       continue;
     }
-    PROXYATTN_CHECK(nb <= SortTraits::kMaxSortBlocks, "sequence ", i, " has ", nb,
-                    " blocks; the CUDA plan sorts at most ", SortTraits::kMaxSortBlocks);
     // Stages 2-4: proxy heads, strided logits, block scores.
     const std::int64_t samples = l.sample_offset[i + 1] - l.sample_offset[i];
     char* proxy_q = at<char>(workspace, l.proxy_q_bytes, l.sample_offset[i] * g * D * 4);
