@@ -6,10 +6,12 @@
                                                  dtype=torch.bfloat16, device_map="cuda")
     model.config.proxyattn = {"dense_layers": [0, 1], "layers": {"7": {"gamma": 0.99}}}
 
-Prefill (q_len == kv_len > 1, no mask) runs ProxyAttn through torch.ops.proxyattn.prefill; decode
-and chunked prefill (q_len == 1 or q_len != kv_len) run SDPA, dense, as the paper does. Calls
-ProxyAttn can't serve (a padding or custom mask, dropout, softcap, attention sinks, a dtype or
-head_dim without kernels, ...) fall back to SDPA with one warning per reason.
+Prefill (q_len == kv_len > 1) runs ProxyAttn through torch.ops.proxyattn.prefill; decode and
+chunked prefill (q_len == 1 or q_len != kv_len) run SDPA, dense, as the paper does. A padded batch
+(left or right padding: a mask that is causal among each row's valid tokens) is unpadded to packed
+sequences with cu_seqlens, and the padded positions get zeros. Calls ProxyAttn can't serve (other
+masks, dropout, softcap, attention sinks, a dtype or head_dim without kernels, ...) fall back to
+SDPA with one warning per reason.
 
 Settings, later ones winning: SPEC.md defaults < register(**kwargs) < the model config's
 `proxyattn` entry (a dict or a proxyattn.Config) < its per-layer overrides. Besides the Config
@@ -114,11 +116,43 @@ def _cu_seqlens(batch, seq_len):
     return cu
 
 
+_PAD_CHECK_ROWS = 1024  # mask rows compared at a time, bounding the check's memory
+
+
+def _padding_layout(attention_mask, batch, seq_len):
+    """valid [batch, seq_len] bool when attention_mask is causal among each row's valid tokens
+    (what transformers builds for left or right padding), else None.
+
+    attention_mask: [batch or 1, 1, seq_len, seq_len], bool (True = attend) or additive float
+    (0 = attend). A row's valid keys are those its last query attends; every valid query t must
+    then attend exactly the valid keys u <= t, and a padded query may attend valid keys only (or
+    every key, as some torch versions need for fully masked rows). Anything else, such as two
+    documents packed in one row, is not padding.
+    """
+    import torch
+    m = attention_mask
+    if m.dim() != 4 or m.shape[0] not in (1, batch) or m.shape[1] != 1 or \
+            tuple(m.shape[2:]) != (seq_len, seq_len):
+        return None
+    keep = (m if m.dtype == torch.bool else m == 0)[:, 0].expand(batch, seq_len, seq_len)
+    valid = keep[:, -1, :]
+    cols = torch.arange(seq_len, device=m.device)
+    for r0 in range(0, seq_len, _PAD_CHECK_ROWS):
+        r1 = min(seq_len, r0 + _PAD_CHECK_ROWS)
+        want = valid[:, None, :] & (cols[None, None, :] <= cols[r0:r1, None])
+        rows = keep[:, r0:r1, :]
+        wrong_valid = ((rows != want) & valid[:, r0:r1, None]).any()
+        reads_padding = (rows & ~valid[:, None, :]).any(dim=-1) & ~rows.all(dim=-1)
+        wrong_padded = (reads_padding & ~valid[:, r0:r1]).any()
+        if bool(wrong_valid) or bool(wrong_padded):
+            return None
+    return valid
+
+
 def _unsupported(module, query, key, value, attention_mask, dropout, is_causal, kwargs, config):
-    """The reason ProxyAttn can't serve this prefill call, or None."""
+    """The reason ProxyAttn can't serve this prefill call, or None. attention_mask is None here
+    or was found to be causal padding."""
     from .api import is_supported
-    if attention_mask is not None:
-        return "calls with an attention mask (padding, packed sequences, sliding window or custom)"
     if is_causal is False or (is_causal is None and not getattr(module, "is_causal", True)):
         return "non-causal attention"
     if dropout and getattr(module, "training", False):
@@ -162,8 +196,13 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     dense, config, args = _settings(_name, module)
     if dense:
         return sdpa()
-    reason = _unsupported(module, query, key, value, attention_mask, dropout, is_causal, kwargs,
-                          config)
+    valid = None
+    if attention_mask is not None:
+        valid = _padding_layout(attention_mask, batch, q_len)
+        if valid is None:
+            return sdpa("calls with an attention mask other than causal padding (packed "
+                        "sequences, sliding window or custom)")
+    reason = _unsupported(module, query, key, value, None, dropout, is_causal, kwargs, config)
     if reason is not None:
         return sdpa(reason)
     if scaling is not None:
@@ -172,14 +211,28 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     q = query.transpose(1, 2).reshape(batch * q_len, num_qo_heads, head_dim)
     k = key.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)
     v = value.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)
-    cu = None if batch == 1 else _cu_seqlens(batch, q_len)
-    out, _ = torch_ops._run_prefill(q, k, v, cu, args, False)
+    if valid is None or bool(valid.all()):
+        cu = None if batch == 1 else _cu_seqlens(batch, q_len)
+        out, _ = torch_ops._run_prefill(q, k, v, cu, args, False)
+        return out.view(batch, q_len, num_qo_heads, head_dim), None
+    # Padded batch: pack each row's valid tokens (in order) as one sequence of a varlen batch.
+    import torch
+    index = valid.reshape(-1).nonzero().squeeze(1)  # [packed tokens]
+    lengths = valid.sum(dim=1).to(device="cpu", dtype=torch.int32)
+    cu = torch.zeros(batch + 1, dtype=torch.int32)
+    cu[1:] = torch.cumsum(lengths, dim=0)
+    packed, _ = torch_ops._run_prefill(q.index_select(0, index).contiguous(),
+                                       k.index_select(0, index).contiguous(),
+                                       v.index_select(0, index).contiguous(), cu, args, False)
+    out = q.new_zeros(batch * q_len, num_qo_heads, head_dim)
+    out.index_copy_(0, index, packed)
     return out.view(batch, q_len, num_qo_heads, head_dim), None
 
 
 def register(name="proxyattn", **settings):
     """Adds `name` to transformers' AttentionInterface (and its mask interface, so that padding
-    masks reach us and trigger the SDPA fallback). settings: Config fields, `dense_layers` and
+    masks reach us: causal padding is unpadded to cu_seqlens, other masks go to SDPA).
+    settings: Config fields, `dense_layers` and
     `layers`, the defaults for every model using `name`. Returns name."""
     global _sdpa
     from transformers import AttentionInterface

@@ -129,3 +129,56 @@ def test_settings_follow_a_new_entry(stub):
     module.config.proxyattn = {"gamma": 0.5}  # a new dict: picked up without clear_cache()
     hf.attention_forward(module, q, k, v, None)
     assert len(stub) == 1
+
+
+def padding_mask(valid, additive=False):
+    """What transformers builds for a padded batch: [B, 1, S, S], causal among valid keys."""
+    seq = valid.shape[1]
+    causal = torch.ones(seq, seq, dtype=torch.bool).tril()
+    keep = causal[None] & valid[:, None, :]
+    if additive:
+        return torch.zeros(keep.shape).masked_fill(~keep, torch.finfo(torch.float32).min)[:, None]
+    return keep[:, None]
+
+
+@pytest.mark.parametrize("additive", [False, True])
+def test_padded_batch_is_unpadded_to_packed_sequences(stub, additive):
+    q, k, v = bhsd(3, 4, 2, 300, 32, seed=3)
+    valid = torch.ones(3, 300, dtype=torch.bool)
+    valid[0, :120] = False  # left padding
+    valid[2, 250:] = False  # right padding
+    module = FakeAttention(gamma=0.8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # served without a fallback warning
+        out, _ = hf.attention_forward(module, q, k, v, padding_mask(valid, additive), scaling=0.2)
+    assert not stub and out.shape == (3, 300, 4, 32)
+    assert torch.count_nonzero(out[~valid]) == 0  # padded positions get zeros
+    # The same as prefill over each row's valid tokens, packed.
+    packed = [x.transpose(1, 2)[valid].contiguous() for x in (q, k, v)]
+    cu = [0, 180, 480, 730]
+    want, plan = pa.prefill(*packed, cu, block_size=64, min_budget_tokens=64, gamma=0.8, scale=0.2,
+                            return_plan=True)
+    assert torch.equal(out[valid], want)
+    ref = attention(*[x.numpy() for x in packed], cu, scale=0.2, block_masks=plan.to_dense(),
+                    block_size=64)
+    assert rel_error_per_head(out[valid].numpy(), ref[0]) <= 2e-5
+
+
+def test_unpadded_full_mask_is_the_plain_batch(stub):
+    q, k, v = bhsd(2, 4, 2, 200, 32)
+    module = FakeAttention()
+    with_mask, _ = hf.attention_forward(module, q, k, v,
+                                        padding_mask(torch.ones(2, 200, dtype=torch.bool)))
+    without, _ = hf.attention_forward(module, q, k, v, None)
+    assert not stub and torch.equal(with_mask, without)
+
+
+def test_packed_sequence_mask_falls_back(stub):
+    q, k, v = bhsd(1, 4, 2, 300, 32)
+    block = torch.zeros(300, 300, dtype=torch.bool)
+    block[:100, :100] = True
+    block[100:, 100:] = True  # two documents in one row: not padding
+    mask = (block & torch.ones(300, 300, dtype=torch.bool).tril())[None, None]
+    with pytest.warns(RuntimeWarning, match="other than causal padding"):
+        hf.attention_forward(FakeAttention(), q, k, v, mask)
+    assert len(stub) == 1 and stub[0]["mask"] is mask
