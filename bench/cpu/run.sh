@@ -14,6 +14,8 @@ cases=(
   "--seq-len 8192 --heads 8 --kv-heads 2 --head-dim 128 --workload structured --dtype fp32"
   "--seq-len 8192 --heads 8 --kv-heads 2 --head-dim 128 --workload structured --dtype bf16"
   "--seq-len 16384 --heads 8 --kv-heads 2 --head-dim 128 --workload random --dtype bf16 --density 0.1"
+  "--input data/qkv/pa-tiny-8k-layer3.safetensors --block 64 --gamma 0.9 --min-budget 256 --repeats 3"
+  "--input data/qkv/pa-tiny-8k-layer7.safetensors --block 64 --gamma 0.9 --min-budget 256 --repeats 3"
 )
 rows=()
 for c in "${cases[@]}"; do
