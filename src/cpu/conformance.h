@@ -38,8 +38,18 @@ struct OutputError {
 OutputError compare_output(const Problem& problem, const std::vector<double>& out_ref,
                            const std::vector<double>& lse_ref);
 
-/// \brief Tolerance rule of STYLE.md section 6: the error a same-precision naive
-/// implementation makes, x2, with the 16-bit floor. Returns the rel_error bound for dtype.
+/// \brief A fixed ceiling on the relative error per head for dtype, for callers that have no
+/// naive run to compare with (2e-5 fp32, 1.6e-2 bf16, 2e-3 fp16).
 double output_tolerance(DType dtype, std::int64_t head_dim);
+
+/// \brief STYLE.md section 6's bound: 2x the relative error of the same-precision naive
+/// implementation (reference::naive_attend against the double reference) plus noise (1e-6 for
+/// fp32, 1e-4 for 16-bit).
+double naive_output_bound(const OutputError& naive, DType dtype);
+
+/// \brief STYLE.md section 6's pass rule: no NaN/Inf where the reference is finite, LSE within
+/// 1e-3, and rel_error <= bound, or for 16-bit dtypes within the floor (max abs <= 1e-2 and mean
+/// abs <= 1e-3).
+bool output_conforms(const OutputError& ours, double bound, DType dtype);
 
 }  // namespace proxyattn

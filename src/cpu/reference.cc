@@ -292,6 +292,46 @@ void attend(const Problem& p, std::int64_t block_size, const std::vector<std::ui
   }
 }
 
+void naive_attend(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
+                  std::vector<std::uint8_t>& out) {
+  const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
+  out.assign(static_cast<std::size_t>(T * H * D) * dtype_size(p.dtype), 0);
+  std::size_t base = 0;
+  for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
+    const std::int64_t start = p.shape.cu_seqlens[i], n_tokens = p.shape.seq_len(i);
+    const std::int64_t nb = (n_tokens + block_size - 1) / block_size;
+    for (std::int64_t h = 0; h < H; ++h) {
+      const std::int64_t kv = h / p.shape.group_size();
+      for (std::int64_t t = 0; t < n_tokens; ++t) {
+        const std::int64_t m = t / block_size;
+        std::vector<std::int64_t> keys;
+        std::vector<float> s;
+        for (std::int64_t u = 0; u <= t; ++u) {
+          if (!mask[base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)]) continue;
+          float dot = 0.0f;
+          for (std::int64_t d = 0; d < D; ++d) {
+            dot += static_cast<float>(q_at(p, start + t, h, d)) * static_cast<float>(k_at(p, start + u, kv, d));
+          }
+          keys.push_back(u);
+          s.push_back(p.scale * dot);
+        }
+        if (keys.empty()) continue;  // O = 0
+        float mx = s[0];
+        for (float x : s) mx = (x != x || x > mx) ? x : mx;
+        float sum = 0.0f;
+        for (float& x : s) sum += (x = std::exp(x - mx));
+        std::vector<float> o(D, 0.0f);
+        for (std::size_t e = 0; e < keys.size(); ++e) {
+          const float prob = round_to(p.dtype, s[e] / sum);
+          for (std::int64_t d = 0; d < D; ++d) o[d] += prob * static_cast<float>(v_at(p, start + keys[e], kv, d));
+        }
+        for (std::int64_t d = 0; d < D; ++d) store_float(out.data(), p.dtype, ((start + t) * H + h) * D + d, o[d]);
+      }
+    }
+    base += static_cast<std::size_t>(H * nb * nb);
+  }
+}
+
 void dense(const Problem& p, std::vector<double>& out, std::vector<double>& lse) {
   // Dense attention is the sparse definition with every causal block selected.
   constexpr std::int64_t kBlock = 128;

@@ -16,17 +16,37 @@ Problem problem_of(const Workload& w, const Output* out, float scale) {
                       w.seqlens(), scale);
 }
 
+namespace {
+
+// The naive same-precision run's error against r (STYLE.md section 6's yardstick).
+OutputError naive_error(const Workload& w, std::int64_t block_size,
+                        const std::vector<std::uint8_t>& mask, float scale, const Reference& r) {
+  std::vector<std::uint8_t> naive;
+  reference::naive_attend(problem_of(w, nullptr, scale), block_size, mask, naive);
+  const TensorView q = w.q_view(), k = w.k_view(), v = w.v_view();
+  const TensorView o = TensorView::contiguous(naive.data(), w.spec.dtype,
+                                              {w.total_tokens, w.spec.num_qo_heads, w.spec.head_dim});
+  return compare_output(make_problem(q, k, &v, &o, nullptr, w.seqlens(), scale), r.out, r.lse);
+}
+
+}  // namespace
+
 Reference reference_attend(const Workload& w, std::int64_t block_size,
                            const std::vector<std::uint8_t>& mask, float scale) {
   Reference r;
   reference::attend(problem_of(w, nullptr, scale), block_size, mask, r.out, r.lse);
+  r.naive = naive_error(w, block_size, mask, scale, r);
   return r;
 }
 
 Reference reference_dense(const Workload& w, float scale) {
-  Reference r;
-  reference::dense(problem_of(w, nullptr, scale), r.out, r.lse);
-  return r;
+  constexpr std::int64_t kBlock = 128;
+  std::vector<std::uint8_t> mask;
+  for (std::int32_t n : w.spec.seq_lens) {
+    const std::int64_t nb = (n + kBlock - 1) / kBlock;
+    mask.insert(mask.end(), static_cast<std::size_t>(w.spec.num_qo_heads * nb * nb), 1);
+  }
+  return reference_attend(w, kBlock, mask, scale);
 }
 
 std::string describe_mismatches(const Workload& w, const Output& out, const Reference& ref,
