@@ -118,6 +118,22 @@ std::vector<double> last_block_mass(const Problem& p, const Config& c, std::int6
   return a;
 }
 
+// Keys u <= t of a sequence whose block the mask selects for (head h, block of t). mask_base is
+// the sequence's offset in the Plan::to_dense() layout.
+std::vector<std::int64_t> row_keys(const std::vector<std::uint8_t>& mask, std::size_t mask_base,
+                                   std::int64_t h, std::int64_t nb, std::int64_t block_size,
+                                   std::int64_t t) {
+  const std::int64_t m = t / block_size;
+  std::vector<std::int64_t> keys;
+  for (std::int64_t u = 0; u <= t; ++u) {
+    if (mask[mask_base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)] &&
+        rules::causal(t, u)) {
+      keys.push_back(u);
+    }
+  }
+  return keys;
+}
+
 }  // namespace
 
 double load(const void* data, DType dtype, std::int64_t i) {
@@ -266,16 +282,11 @@ void attend(const Problem& p, std::int64_t block_size, const std::vector<std::ui
     for (std::int64_t h = 0; h < H; ++h) {
       const std::int64_t kv = h / p.shape.group_size();
       for (std::int64_t t = 0; t < n_tokens; ++t) {
-        const std::int64_t m = t / block_size;
-        // Keys u <= t whose block the plan selects for (h, m).
-        std::vector<std::int64_t> keys;
+        const std::vector<std::int64_t> keys = row_keys(mask, base, h, nb, block_size, t);
         std::vector<double> logits;
-        for (std::int64_t u = 0; u < n_tokens; ++u) {
-          const bool selected = mask[base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)];
-          if (!selected || !rules::causal(t, u)) continue;
+        for (std::int64_t u : keys) {
           double dot = 0.0;
           for (std::int64_t d = 0; d < D; ++d) dot += q_at(p, start + t, h, d) * k_at(p, start + u, kv, d);
-          keys.push_back(u);
           logits.push_back(static_cast<double>(p.scale) * dot);
         }
         const double row_lse = log_sum_exp(logits);
@@ -303,16 +314,13 @@ void naive_attend(const Problem& p, std::int64_t block_size, const std::vector<s
     for (std::int64_t h = 0; h < H; ++h) {
       const std::int64_t kv = h / p.shape.group_size();
       for (std::int64_t t = 0; t < n_tokens; ++t) {
-        const std::int64_t m = t / block_size;
-        std::vector<std::int64_t> keys;
+        const std::vector<std::int64_t> keys = row_keys(mask, base, h, nb, block_size, t);
         std::vector<float> s;
-        for (std::int64_t u = 0; u <= t; ++u) {
-          if (!mask[base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)]) continue;
+        for (std::int64_t u : keys) {
           float dot = 0.0f;
           for (std::int64_t d = 0; d < D; ++d) {
             dot += static_cast<float>(q_at(p, start + t, h, d)) * static_cast<float>(k_at(p, start + u, kv, d));
           }
-          keys.push_back(u);
           s.push_back(p.scale * dot);
         }
         if (keys.empty()) continue;  // O = 0
