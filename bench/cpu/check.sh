@@ -15,7 +15,9 @@ for n in 4096 8192; do
     args="--seq-len $n --heads 8 --kv-heads 2 --head-dim 128 --dtype $dtype"
     echo "== check $args" >&2
     # shellcheck disable=SC2086
-    line=$(build/proxyattn check $args --json | tee /dev/stderr | tail -n 1)
+    output=$(build/proxyattn check $args --json)
+    printf "%s\n" "$output" >&2
+    line=$(printf "%s\n" "$output" | tail -n 1)
     rows+=("{\"args\": \"$args\", \"result\": $line}")
   done
 done

@@ -21,7 +21,9 @@ rows=()
 for c in "${cases[@]}"; do
   echo "== bench $c" >&2
   # shellcheck disable=SC2086
-  line=$(build/proxyattn bench $c --json "$@" | tee /dev/stderr | tail -n 1)
+  output=$(build/proxyattn bench $c --json "$@")
+  printf "%s\n" "$output" >&2
+  line=$(printf "%s\n" "$output" | tail -n 1)
   rows+=("{\"args\": \"$c\", \"result\": $line}")
 done
 {
