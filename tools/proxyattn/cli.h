@@ -84,10 +84,16 @@ struct RunOutput {
 
 /// \brief Writes the selected blocks of the listed heads of sequence 0 as a PNG heatmap.
 void write_plan_png(const std::string& path, const Plan& plan, const std::vector<int>& heads);
+/// \brief Writes density per head as a bar chart PNG (grid lines at 0.25 steps).
+void write_density_png(const std::string& path, const std::vector<float>& density);
+/// \brief Writes an RGB image [height, width, 3] as a PNG file.
+void write_rgb_png(const std::string& path, std::int64_t width, std::int64_t height,
+                   const std::vector<std::uint8_t>& image);
 
 int run_bench(const CommonOptions& o, int repeats);
 int run_check(const CommonOptions& o);
-int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads);
+int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads,
+             const std::string& density_png);
 
 /// \brief Progress to stderr, only when stderr is a terminal.
 void progress(const std::string& message);

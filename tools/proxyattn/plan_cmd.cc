@@ -34,7 +34,8 @@ std::vector<int> parse_heads(const std::string& list, std::int64_t num_heads) {
 
 }  // namespace
 
-int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads) {
+int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads,
+             const std::string& density_png) {
   const Config config = o.config();
   Inputs in;
   load_inputs(o, in);
@@ -79,6 +80,11 @@ int run_plan(const CommonOptions& o, const std::string& png, const std::string& 
     std::printf("  wrote %s (heads", png.c_str());
     for (int h : heads) std::printf(" %d", h);
     std::printf(")\n");
+  }
+  if (!density_png.empty()) {
+    write_density_png(density_png, std::vector<float>(hp.plan.density, hp.plan.density + H));
+    std::printf("  wrote %s (density of heads 0 .. %lld, sequence 0)\n", density_png.c_str(),
+                static_cast<long long>(H - 1));
   }
   if (o.json) {
     nlohmann::json j;
