@@ -74,6 +74,7 @@ void attend(const TensorView& q, const TensorView& k, const TensorView& v, const
   check_plan_matches(plan, p);
   check_backend(p);
   check_finite(p, runtime);
+  if (plan.device == Device::kCPU) validate_host_plan(plan);  // device plans raise flags instead
   if (p.device == Device::kCUDA) {
     cuda::attend(p, plan, runtime);
   } else {

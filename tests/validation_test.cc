@@ -412,3 +412,28 @@ TEST_F(Validation, CheckFiniteNamesTheFirstNonFiniteInput) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// A host plan edited by hand is checked before attention reads it (SPEC.md section 6).
+TEST_F(Validation, AttendRejectsAPlanWithACountOutOfRange) {
+  Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace(), Runtime{2});
+  p.counts[p.layout.head_index(1, 2, 1)] = 3;  // query block 1 has only 2 causal blocks
+  expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, Runtime{2}); }, "plan.counts");
+}
+
+TEST_F(Validation, AttendRejectsAPlanWithABlockOutOfRange) {
+  Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace(), Runtime{2});
+  const std::int64_t m = 2;
+  p.counts[p.layout.head_index(1, 0, m)] = 2;
+  BlockIndex* order = p.group_order + p.layout.order_index(1, 0, m);
+  order[1] = 3;  // a key block after the query block
+  expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, Runtime{2}); }, "plan order");
+  order[1] = order[0];  // a repeated block
+  expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, Runtime{2}); }, "plan order");
+  EXPECT_NO_THROW(p.check_flags());  // host plans never raise device flags
+}
+
+}  // namespace
+}  // namespace proxyattn

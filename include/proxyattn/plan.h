@@ -88,6 +88,10 @@ struct Plan {
     double density_weighted = 0.0;      ///< mean over (seq, head) weighted by causal blocks
   };
   Stats stats() const;
+  /// \brief Throws Error when the CUDA attention found an out-of-range count (flag 1) or block
+  /// index (flag 2) in this plan: such rows were clamped or skipped, never read out of bounds.
+  /// Reads the flags back (synchronizes on CUDA). Host plans are checked before attend runs.
+  void check_flags() const;
 };
 
 /// \brief A host copy of a plan's arrays and a host Plan viewing them (device plans are copied

@@ -168,6 +168,45 @@ std::vector<std::uint8_t> Plan::to_dense() const {
   return mask;
 }
 
+void validate_host_plan(const Plan& plan) {
+  const WorkspaceLayout& l = plan.layout;
+  std::vector<std::int64_t> seen;
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t nb = l.num_blocks[i];
+    seen.assign(nb, -1);
+    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
+      for (std::int64_t m = 0; m < nb; ++m) {
+        const std::int32_t count = plan.counts[l.head_index(i, h, m)];
+        PROXYATTN_CHECK(count >= 0 && count <= m + 1, "plan.counts of sequence ", i, ", head ", h,
+                        ", query block ", m, " = ", count, ", expected 0 .. ", m + 1);
+        const BlockIndex* order = plan.row_order(i, h, m);
+        const std::int64_t row = (h * nb + m);
+        for (std::int32_t c = 0; c < count; ++c) {
+          const std::int64_t n = order[c];
+          PROXYATTN_CHECK(n >= 0 && n <= m && seen[n] != row, "plan order of sequence ", i,
+                          ", head ", h, ", query block ", m, " entry ", c, " = ", n,
+                          ", expected distinct key blocks in 0 .. ", m);
+          seen[n] = row;
+        }
+      }
+    }
+  }
+}
+
+void Plan::check_flags() const {
+  std::int32_t host[4] = {0, 0, 0, 0};
+  if (flags == nullptr) return;
+  if (device == Device::kCUDA) {
+    cuda::copy_to_host(host, flags, sizeof(host), Runtime{});
+  } else {
+    std::copy(flags, flags + 4, host);
+  }
+  PROXYATTN_CHECK(host[0] == 0, "plan.flags[0] = ", host[0], ": attention found ",
+                  (host[0] & 1) ? "a count out of range " : "",
+                  (host[0] & 2) ? "a block index out of range " : "",
+                  "in the plan, expected a plan from plan() or plan_from_block_mask()");
+}
+
 Plan::Stats Plan::stats() const {
   if (device == Device::kCUDA) return copy_to_host(*this).plan.stats();
   const WorkspaceLayout& l = layout;

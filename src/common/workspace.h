@@ -19,4 +19,8 @@ T* workspace_at(const Workspace& workspace, std::size_t offset) {
 /// \brief density[i][h] = selected causal blocks / tri(nb_i), from a host plan's counts.
 void compute_density(const Plan& plan);
 
+/// \brief Checks a host plan before attention reads it: every count in [0, m + 1] and the first
+/// `count` entries of each row distinct blocks in [0, m]. Throws Error naming the first bad row.
+void validate_host_plan(const Plan& plan);
+
 }  // namespace proxyattn
