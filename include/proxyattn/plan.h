@@ -43,7 +43,8 @@ struct WorkspaceLayout {
   std::size_t mass_partials_bytes = 0;
   std::size_t total_bytes = 0;
 
-  std::int64_t num_groups_per_head() const { return num_qo_heads / num_groups; }
+  /// Query heads per proxy group: group j holds query heads [j * heads_per_group(), ...).
+  std::int64_t heads_per_group() const { return num_qo_heads / num_groups; }
   static std::int64_t tri(std::int64_t nb) { return nb * (nb + 1) / 2; }
   /// Element index of row m of (seq, group) in group_order and block_scores.
   std::int64_t order_index(std::int64_t seq, std::int64_t group, std::int64_t m) const {
@@ -53,9 +54,7 @@ struct WorkspaceLayout {
   std::int64_t head_index(std::int64_t seq, std::int64_t head, std::int64_t m) const {
     return head_offset[seq] + head * num_blocks[seq] + m;
   }
-  std::int64_t group_of_head(std::int64_t head) const {
-    return head / (num_qo_heads / num_groups);
-  }
+  std::int64_t group_of_head(std::int64_t head) const { return head / heads_per_group(); }
 };
 
 /// \brief Lays out the workspace for a shape and config (validated by the caller).

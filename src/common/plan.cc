@@ -242,7 +242,7 @@ Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_gro
   check_workspace(workspace, l.total_bytes, Device::kCPU, workspace.device_id);
   PROXYATTN_CHECK(mask != nullptr, "mask = nullptr");
   // Validate everything before writing: find each row's group ranking and check nesting.
-  const std::int64_t heads_per_group = l.num_qo_heads / l.num_groups;
+  const std::int64_t heads_per_group = l.heads_per_group();
   std::vector<BlockIndex> group_order(l.order_offset[l.batch]);
   std::size_t base = 0;
   std::vector<std::size_t> seq_base(l.batch);
