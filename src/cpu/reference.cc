@@ -118,20 +118,32 @@ std::vector<double> last_block_mass(const Problem& p, const Config& c, std::int6
   return a;
 }
 
-// Keys u <= t of a sequence whose block the mask selects for (head h, block of t). mask_base is
-// the sequence's offset in the Plan::to_dense() layout.
-std::vector<std::int64_t> row_keys(const std::vector<std::uint8_t>& mask, std::size_t mask_base,
-                                   std::int64_t h, std::int64_t nb, std::int64_t block_size,
-                                   std::int64_t t) {
-  const std::int64_t m = t / block_size;
-  std::vector<std::int64_t> keys;
-  for (std::int64_t u = 0; u <= t; ++u) {
-    if (mask[mask_base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)] &&
-        rules::causal(t, u)) {
-      keys.push_back(u);
+// Visits every query row of the problem under a block mask in Plan::to_dense() layout:
+// row(token, h, kv, keys) gets the row's absolute token index, its query and KV head, and the
+// absolute indices of the keys u <= t of its sequence whose block the mask selects for (h, t / b).
+template <typename Row>
+void for_each_row(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
+                  Row row) {
+  std::size_t base = 0;  // the sequence's offset in the mask
+  for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
+    const std::int64_t start = p.shape.cu_seqlens[i], n_tokens = p.shape.seq_len(i);
+    const std::int64_t nb = (n_tokens + block_size - 1) / block_size;
+    for (std::int64_t h = 0; h < p.shape.num_qo_heads; ++h) {
+      const std::int64_t kv = h / p.shape.group_size();
+      for (std::int64_t t = 0; t < n_tokens; ++t) {
+        const std::int64_t m = t / block_size;
+        std::vector<std::int64_t> keys;
+        for (std::int64_t u = 0; u <= t; ++u) {
+          if (mask[base + static_cast<std::size_t>((h * nb + m) * nb + u / block_size)] &&
+              rules::causal(t, u)) {
+            keys.push_back(start + u);
+          }
+        }
+        row(start + t, h, kv, keys);
+      }
     }
+    base += static_cast<std::size_t>(p.shape.num_qo_heads * nb * nb);
   }
-  return keys;
 }
 
 }  // namespace
@@ -275,80 +287,66 @@ void attend(const Problem& p, std::int64_t block_size, const std::vector<std::ui
   const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
   out.assign(T * H * D, 0.0);
   lse.assign(H * T, kNegInf);
-  std::size_t base = 0;
-  for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
-    const std::int64_t start = p.shape.cu_seqlens[i], n_tokens = p.shape.seq_len(i);
-    const std::int64_t nb = (n_tokens + block_size - 1) / block_size;
-    for (std::int64_t h = 0; h < H; ++h) {
-      const std::int64_t kv = h / p.shape.group_size();
-      for (std::int64_t t = 0; t < n_tokens; ++t) {
-        const std::vector<std::int64_t> keys = row_keys(mask, base, h, nb, block_size, t);
-        std::vector<double> logits;
-        for (std::int64_t u : keys) {
-          double dot = 0.0;
-          for (std::int64_t d = 0; d < D; ++d) dot += q_at(p, start + t, h, d) * k_at(p, start + u, kv, d);
-          logits.push_back(static_cast<double>(p.scale) * dot);
-        }
-        const double row_lse = log_sum_exp(logits);
-        lse[h * T + start + t] = row_lse;
-        if (keys.empty()) continue;  // attends nothing: O = 0, LSE = -inf
-        double* o = out.data() + ((start + t) * H + h) * D;
-        for (std::size_t e = 0; e < keys.size(); ++e) {
-          const double w = std::exp(logits[e] - row_lse);
-          for (std::int64_t d = 0; d < D; ++d) o[d] += w * v_at(p, start + keys[e], kv, d);
-        }
-      }
+  for_each_row(p, block_size, mask, [&](std::int64_t t, std::int64_t h, std::int64_t kv,
+                                        const std::vector<std::int64_t>& keys) {
+    std::vector<double> logits;
+    for (std::int64_t u : keys) {
+      double dot = 0.0;
+      for (std::int64_t d = 0; d < D; ++d) dot += q_at(p, t, h, d) * k_at(p, u, kv, d);
+      logits.push_back(static_cast<double>(p.scale) * dot);
     }
-    base += static_cast<std::size_t>(H * nb * nb);
-  }
+    const double row_lse = log_sum_exp(logits);
+    lse[h * T + t] = row_lse;
+    if (keys.empty()) return;  // attends nothing: O = 0, LSE = -inf
+    double* o = out.data() + (t * H + h) * D;
+    for (std::size_t e = 0; e < keys.size(); ++e) {
+      const double w = std::exp(logits[e] - row_lse);
+      for (std::int64_t d = 0; d < D; ++d) o[d] += w * v_at(p, keys[e], kv, d);
+    }
+  });
 }
 
 void naive_attend(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
                   std::vector<std::uint8_t>& out) {
   const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
   out.assign(static_cast<std::size_t>(T * H * D) * dtype_size(p.dtype), 0);
-  std::size_t base = 0;
-  for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
-    const std::int64_t start = p.shape.cu_seqlens[i], n_tokens = p.shape.seq_len(i);
-    const std::int64_t nb = (n_tokens + block_size - 1) / block_size;
-    for (std::int64_t h = 0; h < H; ++h) {
-      const std::int64_t kv = h / p.shape.group_size();
-      for (std::int64_t t = 0; t < n_tokens; ++t) {
-        const std::vector<std::int64_t> keys = row_keys(mask, base, h, nb, block_size, t);
-        std::vector<float> s;
-        for (std::int64_t u : keys) {
-          float dot = 0.0f;
-          for (std::int64_t d = 0; d < D; ++d) {
-            dot += static_cast<float>(q_at(p, start + t, h, d)) * static_cast<float>(k_at(p, start + u, kv, d));
-          }
-          s.push_back(p.scale * dot);
-        }
-        if (keys.empty()) continue;  // O = 0
-        float mx = s[0];
-        for (float x : s) mx = (x != x || x > mx) ? x : mx;
-        float sum = 0.0f;
-        for (float& x : s) sum += (x = std::exp(x - mx));
-        std::vector<float> o(D, 0.0f);
-        for (std::size_t e = 0; e < keys.size(); ++e) {
-          const float prob = round_to(p.dtype, s[e] / sum);
-          for (std::int64_t d = 0; d < D; ++d) o[d] += prob * static_cast<float>(v_at(p, start + keys[e], kv, d));
-        }
-        for (std::int64_t d = 0; d < D; ++d) store_float(out.data(), p.dtype, ((start + t) * H + h) * D + d, o[d]);
+  for_each_row(p, block_size, mask, [&](std::int64_t t, std::int64_t h, std::int64_t kv,
+                                        const std::vector<std::int64_t>& keys) {
+    if (keys.empty()) return;  // O = 0
+    std::vector<float> s;
+    for (std::int64_t u : keys) {
+      float dot = 0.0f;
+      for (std::int64_t d = 0; d < D; ++d) {
+        dot += static_cast<float>(q_at(p, t, h, d)) * static_cast<float>(k_at(p, u, kv, d));
       }
+      s.push_back(p.scale * dot);
     }
-    base += static_cast<std::size_t>(H * nb * nb);
+    float mx = s[0];
+    for (float x : s) mx = (x != x || x > mx) ? x : mx;
+    float sum = 0.0f;
+    for (float& x : s) sum += (x = std::exp(x - mx));
+    std::vector<float> o(D, 0.0f);
+    for (std::size_t e = 0; e < keys.size(); ++e) {
+      const float prob = round_to(p.dtype, s[e] / sum);
+      for (std::int64_t d = 0; d < D; ++d) o[d] += prob * static_cast<float>(v_at(p, keys[e], kv, d));
+    }
+    for (std::int64_t d = 0; d < D; ++d) store_float(out.data(), p.dtype, (t * H + h) * D + d, o[d]);
+  });
+}
+
+std::vector<std::uint8_t> full_mask(const ProblemShape& shape, std::int64_t block_size) {
+  std::vector<std::uint8_t> mask;
+  for (std::int64_t i = 0; i < shape.batch(); ++i) {
+    const std::int64_t nb = (shape.seq_len(i) + block_size - 1) / block_size;
+    mask.insert(mask.end(), static_cast<std::size_t>(shape.num_qo_heads * nb * nb), 1);
   }
+  return mask;
 }
 
 void dense(const Problem& p, std::vector<double>& out, std::vector<double>& lse) {
   // Dense attention is the sparse definition with every causal block selected.
   constexpr std::int64_t kBlock = 128;
-  std::vector<std::uint8_t> mask;
-  for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
-    const std::int64_t nb = (p.shape.seq_len(i) + kBlock - 1) / kBlock;
-    mask.insert(mask.end(), static_cast<std::size_t>(p.shape.num_qo_heads * nb * nb), 1);
-  }
-  attend(p, kBlock, mask, out, lse);
+  attend(p, kBlock, full_mask(p.shape, kBlock), out, lse);
 }
 
 }  // namespace proxyattn::reference

@@ -46,6 +46,9 @@ void attend(const Problem& problem, std::int64_t block_size, const std::vector<s
 void naive_attend(const Problem& problem, std::int64_t block_size,
                   const std::vector<std::uint8_t>& mask, std::vector<std::uint8_t>& out);
 
+/// \brief Every block selected, [sum_i num_qo_heads * nb_i * nb_i] in Plan::to_dense() layout.
+std::vector<std::uint8_t> full_mask(const ProblemShape& shape, std::int64_t block_size);
+
 /// \brief Dense causal attention in double (every block selected).
 void dense(const Problem& problem, std::vector<double>& out, std::vector<double>& lse);
 

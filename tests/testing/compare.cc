@@ -41,12 +41,7 @@ Reference reference_attend(const Workload& w, std::int64_t block_size,
 
 Reference reference_dense(const Workload& w, float scale) {
   constexpr std::int64_t kBlock = 128;
-  std::vector<std::uint8_t> mask;
-  for (std::int32_t n : w.spec.seq_lens) {
-    const std::int64_t nb = (n + kBlock - 1) / kBlock;
-    mask.insert(mask.end(), static_cast<std::size_t>(w.spec.num_qo_heads * nb * nb), 1);
-  }
-  return reference_attend(w, kBlock, mask, scale);
+  return reference_attend(w, kBlock, reference::full_mask(w.shape(), kBlock), scale);
 }
 
 std::string describe_mismatches(const Workload& w, const Output& out, const Reference& ref,
