@@ -11,6 +11,7 @@
 
 #include "common/rules.h"
 #include "cuda/kernel/mma.cuh"
+#include "cuda/kernel/online_lse.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
 
@@ -76,21 +77,7 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
         rS[nt][e] = (needs_mask && !rules::causal(query, key)) ? -INFINITY : rS[nt][e] * p.scale_log2;
       }
     }
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) mx = fmaxf(mx, fmaxf(rS[nt][2 * r], rS[nt][2 * r + 1]));
-      mx = quad_max(mx);
-      const float base = mx == -INFINITY ? 0.0f : mx;
-      float sum = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        sum += exp2_approx(rS[nt][2 * r] - base) + exp2_approx(rS[nt][2 * r + 1] - base);
-      }
-      row_sum[r] = row_sum[r] * exp2_approx(row_max[r] - base) + sum;
-      row_max[r] = mx;
-    }
+    online_lse_update<8>(rS, row_max, row_sum);
     // End of key block n: write this block's partials and restart.
     if ((t + 1) % tiles_per_block == 0) {
 #pragma unroll
