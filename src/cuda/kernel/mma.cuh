@@ -1,6 +1,6 @@
 // src/cuda/kernel/mma.cuh: sm_80 building blocks: cp.async tile loads into swizzled shared
 // memory, ldmatrix, mma.sync m16n8k16 (bf16/fp16 in, fp32 accumulate) and the two warp-level
-// products of attention (S = Q K^T and O += P V) over a 64-key tile.
+// products of attention (S = Q K^T and O += P V) over a key tile.
 //
 // Fragment layouts (PTX ISA, "mma.m16n8k16"), with g = lane / 4 and c = lane % 4:
 //   A 16x16 row-major: a0 (g, 2c..2c+1)  a1 (g+8, 2c..)  a2 (g, 2c+8..)  a3 (g+8, 2c+8..)
@@ -239,6 +239,27 @@ __device__ __forceinline__ void warp_pv_multi(float (&rO)[kMTiles][kHeadDim / 8]
         mma_16816<T>(rO[mt][2 * dp], rP[mt][kk], rV[0], rV[1]);
         mma_16816<T>(rO[mt][2 * dp + 1], rP[mt][kk], rV[2], rV[3]);
       }
+    }
+  }
+}
+
+/// \brief rO[mt] += P[mt] V over one 16-key chunk kk of the tile (keys kk*16 .. kk*16+15), for
+/// kernels that pack P chunk by chunk so that all of P is never live next to S and O.
+/// TUTORIAL: naive equivalent: rO[r][d] += sum_{u in chunk kk} P[r][u] * V[u][d].
+/// \param rP [kMTiles][4] A fragments of P for the chunk   \param sV [kKeys, kHeadDim] swizzled
+template <typename T, int kHeadDim, int kMTiles>
+__device__ __forceinline__ void warp_pv_chunk(float (&rO)[kMTiles][kHeadDim / 8][4],
+                                              const std::uint32_t (&rP)[kMTiles][4], const T* sV,
+                                              int kk, int lane) {
+  const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
+#pragma unroll
+  for (int dp = 0; dp < kHeadDim / 16; ++dp) {
+    std::uint32_t rV[4];
+    ldmatrix_x4_trans(rV, addr.at(kk, dp));
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+      mma_16816<T>(rO[mt][2 * dp], rP[mt], rV[0], rV[1]);
+      mma_16816<T>(rO[mt][2 * dp + 1], rP[mt], rV[2], rV[3]);
     }
   }
 }
