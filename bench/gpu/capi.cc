@@ -1,15 +1,24 @@
 // bench/gpu/capi.cc: a tiny C ABI over the public API, loaded by bench_cuda.py through ctypes so
 // that PyTorch tensors (device pointers) can be timed against SDPA in one process. Not a product
 // API: errors go to pa_last_error(); packed [N, heads, head_dim] tensors, one sequence.
-//   g++ -shared -fPIC -std=c++17 -Iinclude -Isrc -Itests bench/gpu/capi.cc \
+// Entries: pa_dense, pa_plan, pa_attend_last_plan, pa_prefill (the public API); pa_last_density and
+// pa_last_block_mask (read the last plan back); pa_random_plan_* (SPEC.md random masks);
+// pa_set_attend_variant (the attention kernel variant, process-wide, for A/B timing).
+//   g++ -shared -fPIC -std=c++17 -Iinclude -Isrc -Itests -I$CUDA/include bench/gpu/capi.cc
 //       build/libproxyattn_testing.a build/libproxyattn.a -lcudart_static ... -o libproxyattn_capi.so
+// (bench/gpu/run.sh does this.) $CUDA/include: cuda/params.h, under cuda/dispatch.h, uses float2.
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <string>
+#include <vector>
+
+#include <vector_types.h>  // float2, for cuda/params.h
 
 #include "common/workspace.h"
 #include "cuda/backend.h"
+#include "cuda/dispatch.h"
 #include "proxyattn/proxyattn.h"
 #include "testing/workload.h"
 
@@ -147,8 +156,34 @@ int pa_prefill(void* q, void* k, void* v, void* o, std::int64_t n, std::int64_t 
 /// Realized density of the last plan (synchronizes).
 double pa_last_density() {
   double d = -1.0;
-  guarded([&] { d = g_plan->stats().density_weighted; });
+  guarded([&] {
+    PROXYATTN_CHECK(g_plan != nullptr, "no plan yet");
+    d = g_plan->stats().density_weighted;
+  });
   return d;
+}
+
+/// \brief The last plan's selected blocks, 0/1 bytes [heads, nb, nb] row-major (one sequence;
+/// Plan::to_dense). Writes at most capacity bytes into out (host memory) and returns the size
+/// the mask needs, or -1 on error. Synchronizes.
+std::int64_t pa_last_block_mask(std::uint8_t* out, std::int64_t capacity) {
+  std::int64_t size = -1;
+  guarded([&] {
+    PROXYATTN_CHECK(g_plan != nullptr, "no plan yet");
+    const std::vector<std::uint8_t> mask = g_plan->to_dense();
+    const auto n = static_cast<std::int64_t>(mask.size());
+    PROXYATTN_CHECK(capacity >= n, "pa_last_block_mask: capacity ", capacity, " < ", n, " bytes");
+    std::memcpy(out, mask.data(), mask.size());
+    size = n;
+  });
+  return size;
+}
+
+/// \brief Selects the attention kernel variant for every later call in this process
+/// (cuda::AttendVariant: 0 auto, 1 one head per CTA, 2 64-key tiles, 3 GQA pair). Returns 0, or
+/// 1 with pa_last_error() set.
+int pa_set_attend_variant(int v) {
+  return guarded([&] { cuda::set_attend_variant(static_cast<cuda::AttendVariant>(v)); });
 }
 
 void* pa_random_plan_create(std::int64_t n, std::int64_t h, std::int64_t hkv, std::int64_t d,

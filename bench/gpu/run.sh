@@ -1,48 +1,105 @@
 #!/usr/bin/env bash
 # bench/gpu/run.sh: one device call that builds, tests (quick level), sanitizes and benchmarks the
-# CUDA backend, then prints a table. Works from a plain export of the repo plus .gpu-deps/ (made
-# by bench/gpu/fetch-deps.sh on the CPU machine and carried).
-#   bash bench/gpu/run.sh                    # everything; logs and JSON under $OUT
+# CUDA backend, then prints a table. Works from a plain export of the repo (git archive HEAD, no
+# .git needed) plus .gpu-deps/ (made by bench/gpu/fetch-deps.sh on the CPU machine and carried).
+#   PROXYATTN_COMMIT=$(git rev-parse --short HEAD) bash bench/gpu/run.sh   # logs and JSON under $OUT
 # Environment:
 #   OUT                 output folder [/tmp/proxyattn-out]
+#   PROXYATTN_COMMIT    commit recorded in bench.json [else the file .proxyattn-commit, else git,
+#                       else "unknown"]
 #   PROXYATTN_PREBUILT  folder holding cuda_prefill_test and libproxyattn_capi.so built elsewhere;
 #                       skips the build when they run here
-#   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--seq-lens 16384,65536")
+#   PROXYATTN_FALLBACK  such a folder used only when the build here fails
+#   BUILD_DIR           [build-gpu]; JOBS [nproc]
+#   ATTEND_VARIANT      attention kernel variant for every bench row (0 auto, 1 one head per CTA,
+#                       2 64-key tiles, 3 GQA pair) [0]; the bench's variant rows time 1-3 anyway
+#   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--quick" or "--seq-lens 16384")
 #   TEST_FILTER         --gtest_filter for the GPU tests [all]
-#   SKIP_TESTS=1, SKIP_SANITIZE=1, SKIP_BENCH=1
+#   SKIP_BUILD=1 (reuse BUILD_DIR), SKIP_TESTS=1, SKIP_SANITIZE=1, SKIP_BENCH=1
+# Phase durations go to $OUT/phases.txt and the last lines of stdout.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 OUT="${OUT:-/tmp/proxyattn-out}"
 mkdir -p "$OUT"
 deps="$root/.gpu-deps/root"
+build="${BUILD_DIR:-build-gpu}"
+jobs="${JOBS:-$(nproc)}"
 status=0
 log() { echo "[run.sh $(date -u +%H:%M:%S)] $*"; }
+t_phase=$SECONDS
+: >"$OUT/phases.txt"
+phase_done() {  # phase_done NAME: records the seconds since the previous phase ended
+  echo "$1 $((SECONDS - t_phase)) s" | tee -a "$OUT/phases.txt"
+  t_phase=$SECONDS
+}
 
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv | tee "$OUT/gpu.txt"
+if [[ -z "${PROXYATTN_COMMIT:-}" ]]; then
+  if [[ -s .proxyattn-commit ]]; then
+    PROXYATTN_COMMIT="$(head -c 64 .proxyattn-commit | tr -d '[:space:]')"
+  else
+    PROXYATTN_COMMIT="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  fi
+fi
+export PROXYATTN_COMMIT
+log "commit $PROXYATTN_COMMIT, $jobs jobs"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv 2>&1 | tee "$OUT/gpu.txt"
+
+runs_here() { [[ -x "$1/cuda_prefill_test" ]] && "$1/cuda_prefill_test" --gtest_list_tests >/dev/null 2>&1; }
+
+build_here() {
+  local nvcc_bin cuda_home gen=() gtest_dir
+  nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
+  cuda_home="$(cd "$(dirname "$nvcc_bin")/.." && pwd)"
+  command -v ninja >/dev/null && gen=(-G Ninja)
+  gtest_dir="$(ls -d "$deps"/usr/lib/*/cmake/GTest 2>/dev/null | head -1)"
+  if [[ -z "$gtest_dir" || ! -f "$deps/usr/share/cmake/nlohmann_json/nlohmann_jsonConfig.cmake" ]]; then
+    log "missing .gpu-deps (run bash bench/gpu/fetch-deps.sh on the CPU machine and carry .gpu-deps)"
+    return 1
+  fi
+  log "configure ($(cmake --version | head -1), $("$nvcc_bin" --version | tail -1))"
+  cmake -S . -B "$build" "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc_bin" \
+    -DCMAKE_CUDA_ARCHITECTURES=90a-real -DPROXYATTN_ENABLE_CUDA=ON -DPROXYATTN_BUILD_TESTS=ON \
+    -DPROXYATTN_BUILD_TOOLS=OFF -DPROXYATTN_WERROR=OFF -DCMAKE_PREFIX_PATH="$deps/usr" \
+    -DGTest_DIR="$gtest_dir" -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" \
+    >"$OUT/build.log" 2>&1 || { log "configure failed"; tail -40 "$OUT/build.log"; return 1; }
+  phase_done configure
+  log "compile"
+  cmake --build "$build" -j "$jobs" --target proxyattn proxyattn_testing cuda_prefill_test \
+    >>"$OUT/build.log" 2>&1 || { log "build failed"; grep -m 20 -B 2 -A 6 "error" "$OUT/build.log"; tail -20 "$OUT/build.log"; return 1; }
+  phase_done compile
+  # --no-undefined: a symbol missing from the static libraries fails here, not at dlopen.
+  g++ -shared -fPIC -O2 -std=c++17 -Iinclude -Isrc -Itests -I"$cuda_home/include" \
+    bench/gpu/capi.cc "$build/libproxyattn_testing.a" "$build/libproxyattn.a" \
+    -L"$cuda_home/lib64" -lcudart_static -ldl -lrt -lpthread -Wl,--no-undefined \
+    -o "$build/libproxyattn_capi.so" >>"$OUT/build.log" 2>&1 ||
+    { log "capi link failed"; tail -20 "$OUT/build.log"; return 1; }
+  cp "$build/tests/cuda/cuda_prefill_test" "$build/"
+  grep -h "spill" "$OUT/build.log" | grep -v " 0 bytes spill stores, 0 bytes spill loads" | sort -u |
+    head -8 >"$OUT/spills.txt"
+  phase_done capi
+}
+
 bin=""
-if [[ -n "${PROXYATTN_PREBUILT:-}" && -x "$PROXYATTN_PREBUILT/cuda_prefill_test" ]] &&
-   "$PROXYATTN_PREBUILT/cuda_prefill_test" --gtest_list_tests >/dev/null 2>&1; then
+if [[ -n "${PROXYATTN_PREBUILT:-}" ]] && runs_here "$PROXYATTN_PREBUILT"; then
   bin="$PROXYATTN_PREBUILT"
   log "using prebuilt binaries in $bin"
+elif [[ "${SKIP_BUILD:-0}" == 1 ]] && runs_here "$build"; then
+  bin="$root/$build"
+  log "reusing $bin"
 else
-  log "building"
-  nvcc_bin="$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)"
-  gen=(); command -v ninja >/dev/null && gen=(-G Ninja)
-  cmake -S . -B build-gpu "${gen[@]}" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_COMPILER="$nvcc_bin" \
-    -DCMAKE_CUDA_ARCHITECTURES=90a-real -DPROXYATTN_BUILD_TOOLS=OFF -DPROXYATTN_WERROR=OFF \
-    -DCMAKE_PREFIX_PATH="$deps/usr" -DGTest_DIR="$(ls -d "$deps"/usr/lib/*/cmake/GTest)" \
-    -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" >"$OUT/build.log" 2>&1 &&
-  cmake --build build-gpu -j "$(nproc)" --target proxyattn proxyattn_testing cuda_prefill_test \
-    >>"$OUT/build.log" 2>&1 || { log "build failed"; tail -40 "$OUT/build.log"; exit 1; }
-  cuda_lib="$(dirname "$nvcc_bin")/../lib64"
-  g++ -shared -fPIC -O2 -std=c++17 -Iinclude -Isrc -Itests bench/gpu/capi.cc \
-    build-gpu/libproxyattn_testing.a build-gpu/libproxyattn.a -L"$cuda_lib" -lcudart_static -ldl \
-    -lrt -lpthread -o build-gpu/libproxyattn_capi.so >>"$OUT/build.log" 2>&1 ||
-    { log "capi link failed"; tail -20 "$OUT/build.log"; exit 1; }
-  cp build-gpu/tests/cuda/cuda_prefill_test build-gpu/
-  bin="$root/build-gpu"
-  log "built"
+  log "building into $build"
+  if build_here; then
+    bin="$root/$build"
+    log "built"
+  elif [[ -n "${PROXYATTN_FALLBACK:-}" ]] && runs_here "$PROXYATTN_FALLBACK"; then
+    bin="$PROXYATTN_FALLBACK"
+    status=1
+    log "build failed: using the fallback binaries in $bin"
+  else
+    phase_done build-failed
+    exit 1
+  fi
 fi
 
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
@@ -50,6 +107,7 @@ if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
   "$bin/cuda_prefill_test" --gtest_filter="${TEST_FILTER:-*}" --gtest_output=json:"$OUT/tests.json" \
     >"$OUT/tests.log" 2>&1 || status=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|Failure|expected|Which is|rel_error|first" "$OUT/tests.log" | head -40
+  phase_done tests
 fi
 
 if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
@@ -70,12 +128,16 @@ if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
       [[ $rc == 0 ]] || status=1
     done
   fi
+  phase_done sanitize
 fi
 
 if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   log "bench"
+  # shellcheck disable=SC2086  # BENCH_ARGS is a word list
   PYTHONUNBUFFERED=1 python3 bench/gpu/bench_cuda.py --lib "$bin/libproxyattn_capi.so" \
-    --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 | tee "$OUT/bench.log" || status=1
+    --out "$OUT/bench.json" --attend-variant "${ATTEND_VARIANT:-0}" ${BENCH_ARGS:-} 2>&1 |
+    tee "$OUT/bench.log" || status=1
+  phase_done bench
 fi
-log "done, status $status"
+log "done, status $status; phases: $(tr '\n' ',' <"$OUT/phases.txt")"
 exit $status
