@@ -2,6 +2,8 @@
 // C++: raw pointers, int64 strides in elements, sizes. Built on the host from Problem and Plan.
 #pragma once
 
+#include <vector_types.h>  // float2 (CUDA's plain-C vector types; host code can include this file)
+
 #include <cstdint>
 
 namespace proxyattn::cuda {
