@@ -14,7 +14,8 @@ Sections (row kinds) per (shape, N), in this order:
   plan       the plan alone at gamma 0.95 with g = 1 and g = 4 ("plan"; plan_over_cudnn)
   gamma      the whole method at gamma 0.95 on these random inputs ("pipeline_gamma0.95_random_inputs")
   variants   each attention kernel variant (1 one head per CTA, 2 64-key tiles, 3 GQA pair) on the
-             density-1 and density-0.1 random masks ("variant_<name>"; ratios to the default kernel)
+             density-1 and density-0.1 random masks ("variant_<name>"; ratios to the default kernel);
+             a variant that dispatch would replace by kOneHead for the shape is not timed
 and once per real Q/K/V dump (--dumps; SPEC.md section 5 files):
   dumps      gamma 0.9 and 0.95 at each --dump-blocks, min_budget 256 ("real_dump_gamma<g>"):
              realized density, recall (SPEC.md section 4, from fp32 dense probabilities in torch and
@@ -380,6 +381,7 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                 o_ref[dens] = o.clone()
             for vid in (int(x) for x in args.variants.split(",")):
                 kind = f"variant_{VARIANTS.get(vid, vid)}"
+                why_not = variant_does_not_apply(vid, H, HKV, D, B)
                 for dens, handle in handles.items():
                     if late():
                         skip(kind)
@@ -387,6 +389,9 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                     row = dict(base, kind=kind, variant=vid, density=dens,
                                realized_density=kernel_ms[dens][1], default_ms=kernel_ms[dens][0],
                                proxyattn_ms=None)
+                    if why_not:  # dispatch would silently run kOneHead: not timed
+                        rows.append(dict(row, skipped=f"not applicable ({why_not})"))
+                        continue
                     try:
                         check(lib, lib.pa_set_attend_variant(vid))
                         attend = lambda: check(lib, lib.pa_random_plan_attend(
@@ -406,6 +411,16 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
     finally:
         for handle in handles.values():
             lib.pa_random_plan_free(handle)
+
+
+def variant_does_not_apply(vid, H, HKV, D, block):
+    """Why dispatch_attend (src/cuda/dispatch.cu) would fall back to kOneHead for this shape on a
+    random-mask plan (g = num_kv_heads, so heads_per_group = group_size), or None."""
+    if vid == 2 and (D != 128 or block != 128):
+        return "kKeyTile64: hd128 x block 128 only"
+    if vid == 3 and (D != 128 or (H // HKV) % 2 or H % 2):
+        return "kGqaPair: hd128 and an even group_size only"
+    return None
 
 
 def case_order(shapes, seq_lens):

@@ -10,7 +10,8 @@
 #   PROXYATTN_PREBUILT  folder holding cuda_prefill_test and libproxyattn_capi.so built elsewhere;
 #                       skips the build when they run here
 #   PROXYATTN_FALLBACK  such a folder used only when the build here fails
-#   BUILD_DIR           [build-gpu]; JOBS [nproc]
+#   BUILD_DIR           [build-gpu]; JOBS [nproc]; CMAKE_ARGS extra configure arguments (e.g.
+#                       "-DPROXYATTN_DTYPES=bf16" to halve the CUDA compile; the GPU tests want fp16)
 #   ATTEND_VARIANT      attention kernel variant for every bench row (0 auto, 1 one head per CTA,
 #                       2 64-key tiles, 3 GQA pair) [0]; the bench's variant rows time 1-3 anyway
 #   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--quick" or "--seq-lens 16384")
@@ -62,7 +63,7 @@ build_here() {
     -DCMAKE_CUDA_ARCHITECTURES=90a-real -DPROXYATTN_ENABLE_CUDA=ON -DPROXYATTN_BUILD_TESTS=ON \
     -DPROXYATTN_BUILD_TOOLS=OFF -DPROXYATTN_WERROR=OFF -DCMAKE_PREFIX_PATH="$deps/usr" \
     -DGTest_DIR="$gtest_dir" -Dnlohmann_json_DIR="$deps/usr/share/cmake/nlohmann_json" \
-    >"$OUT/build.log" 2>&1 || { log "configure failed"; tail -40 "$OUT/build.log"; return 1; }
+    ${CMAKE_ARGS:-} >"$OUT/build.log" 2>&1 || { log "configure failed"; tail -40 "$OUT/build.log"; return 1; }
   phase_done configure
   log "compile"
   cmake --build "$build" -j "$jobs" --target proxyattn proxyattn_testing cuda_prefill_test \
