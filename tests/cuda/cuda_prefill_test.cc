@@ -258,7 +258,9 @@ void expect_variants_conform(DeviceRun& run, const testing::Reference& ref,
     if (v == AttendVariant::kOneHead) one_head.assign(bytes, bytes + out.o.size());
     if (v == AttendVariant::kGqaPair) pair.assign(bytes, bytes + out.o.size());
   }
-  EXPECT_TRUE(one_head == pair) << what << ": gqa_pair differs from one_head";
+  // Same per-warp arithmetic in both kernels; a mismatch where both conform means the compiler
+  // scheduled the floating-point work of the two kernels differently.
+  EXPECT_TRUE(one_head == pair) << what << ": gqa_pair is not bitwise one_head";
 }
 
 std::vector<WorkloadSpec> kernel_cases() {
