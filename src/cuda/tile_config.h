@@ -10,15 +10,15 @@ namespace proxyattn::cuda {
 /// the kGqaPair variant (kHeadsPerCta = 2) serves two query heads of one KV head and one proxy
 /// group, 4 warps each, loading each K/V tile once for both.
 ///
-/// | kHeadDim | kBlock | keys | heads | rows/warp | warps | smem (Qs + 2x K + 2x V) | why |
-/// |----------|--------|------|-------|-----------|-------|-------------------------|-----|
-/// | 64       | 64     | 64   | 1     | 16        | 4     | 40 KiB                  | Q kept in registers |
-/// | 64       | 128    | 64   | 1     | 32        | 4     | 48 KiB                  | |
-/// | 128      | 64     | 64   | 1     | 16        | 4     | 80 KiB                  | |
-/// | 128      | 128    | 32   | 1     | 32        | 4     | 64 KiB                  | 2 CTAs/SM; see below |
-/// | 128      | 128    | 64   | 1     | 32        | 4     | 96 KiB                  | variant kKeyTile64 |
-/// | 128      | 64     | 64   | 2     | 16        | 8     | 96 KiB                  | variant kGqaPair |
-/// | 128      | 128    | 32   | 2     | 32        | 8     | 96 KiB                  | variant kGqaPair |
+/// | head_dim | block | keys | heads | rows/warp | warps | smem (Qs + 2x K + 2x V) | why |
+/// |----------|-------|------|-------|-----------|-------|-------------------------|-----|
+/// | 64       | 64    | 64   | 1     | 16        | 4     | 40 KiB  | Q kept in registers |
+/// | 64       | 128   | 64   | 1     | 32        | 4     | 48 KiB  | |
+/// | 128      | 64    | 64   | 1     | 16        | 4     | 80 KiB  | |
+/// | 128      | 128   | 32   | 1     | 32        | 4     | 64 KiB  | 2 CTAs/SM; see below |
+/// | 128      | 128   | 64   | 1     | 32        | 4     | 96 KiB  | variant kKeyTile64 |
+/// | 128      | 64    | 64   | 2     | 16        | 8     | 96 KiB  | variant kGqaPair |
+/// | 128      | 128   | 32   | 2     | 32        | 8     | 96 KiB  | variant kGqaPair |
 /// 32 rows per warp: each K/V fragment read from shared memory feeds two mma. With 16 rows per
 /// warp (8 warps per 128-row CTA) the H200 ran dense hd128 at 0.88x SDPA-flash (491 vs 432 ms at
 /// 128K), which the shared-memory traffic count (64 KiB per MFLOP per warp) explains.

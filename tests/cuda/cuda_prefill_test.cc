@@ -384,8 +384,8 @@ Plan nested_mask_plan(const Workload& w, int block, int num_groups, std::uint64_
         for (std::int64_t n = 0; n <= m; ++n) order[n] = n;
         std::shuffle(order.begin(), order.end(), rng);
         for (std::int64_t h = j * per_group; h < (j + 1) * per_group; ++h) {
-          const std::int64_t count =
-              rng() % 4 == 0 ? 0 : static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(m + 2));
+          const std::uint64_t draw = rng() % static_cast<std::uint64_t>(m + 2);
+          const std::int64_t count = rng() % 4 == 0 ? 0 : static_cast<std::int64_t>(draw);
           for (std::int64_t c = 0; c < count; ++c) {
             if (m == nb - 1) {  // the last block: any set per head
               seq_mask[(h * nb + m) * nb + static_cast<std::int64_t>(rng() % (m + 1))] = 1;

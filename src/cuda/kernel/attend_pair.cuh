@@ -59,15 +59,16 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock, 0, 2>::kThreads
   const std::int16_t* order1 = per_head ? plan1.order : plan0.order;
   const int split_at = per_head ? plan0.count : nb;  // nb > any position: order0 throughout
   const int num_blocks =
-      per_head ? plan0.count + plan1.count : (plan0.count > plan1.count ? plan0.count : plan1.count);
+      per_head ? plan0.count + plan1.count : max(plan0.count, plan1.count);
   const int lo = (per_head && mine == 1) ? plan0.count : 0;
   const int hi = mine == 0 ? plan0.count : (per_head ? num_blocks : plan1.count);
   const int num_tiles = num_blocks * kTilesPerBlock;
   // The key tile at step t (key_tile's rule over the virtual list).
   auto tile_at = [&](int t) {
     const int c = t / kTilesPerBlock;
-    const int n = order0 == nullptr ? c
-                  : static_cast<int>(c < split_at ? __ldg(order0 + c) : __ldg(order1 + (c - split_at)));
+    const int n = order0 == nullptr       ? c
+                  : c < split_at          ? static_cast<int>(__ldg(order0 + c))
+                                          : static_cast<int>(__ldg(order1 + (c - split_at)));
     KeyTile tile;
     tile.key_start = n * kBlock + (t % kTilesPerBlock) * kKeys;
     tile.kind = (n < 0 || n > m) ? KeyTile::kSkip : (n == m ? KeyTile::kDiagonal : KeyTile::kFull);
@@ -132,7 +133,8 @@ __global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock, 0, 2>::kThreads
   __syncthreads();
 
   // Epilogue: each head's O goes through its own Q tile, then both tiles are stored by all threads.
-  float* lse = p.lse != nullptr ? p.lse + (head0 + mine) * p.lse_stride_h + seq.token_start : nullptr;
+  float* lse =
+      p.lse != nullptr ? p.lse + (head0 + mine) * p.lse_stride_h + seq.token_start : nullptr;
   state.write_o(sQ + mine * kBlock * kHeadDim, warp_in_head * kRowsPerWarp, q_row0, len, lse, lane);
   __syncthreads();
 #pragma unroll
