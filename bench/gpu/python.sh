@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# bench/gpu/python.sh: the Python face on a GPU machine (the device image has torch, transformers,
+# pybind11 and pytest). Builds proxyattn's module with CUDA into $PY_SITE, runs python/tests with
+# the CUDA tests required (not skipped), then times transformers' prefill (bench/gpu/hf_prefill.py).
+#   bash bench/gpu/python.sh [install|test|bench|all]      # default all; logs and JSON under $OUT
+# Environment: OUT [/tmp/proxyattn-out], PY_SITE [/tmp/proxyattn-site], PROXYATTN_CUDA_ARCHS
+# [90a-real], HF_ARGS (extra arguments for hf_prefill.py, e.g. "--lengths 32768").
+# `install` may run in the background of bench/gpu/run.sh's call (nice'd, setsid): the next call on
+# the same warm machine finds $PY_SITE/.installed and skips the build.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+OUT="${OUT:-/tmp/proxyattn-out}"
+SITE="${PY_SITE:-/tmp/proxyattn-site}"
+mkdir -p "$OUT" "$SITE"
+step="${1:-all}"
+log() { echo "[python.sh $(date -u +%H:%M:%S)] $*"; }
+
+install() {
+  if [[ -f "$SITE/.installed" ]]; then log "module already installed in $SITE"; return 0; fi
+  log "pip install ./python (CUDA ${PROXYATTN_CUDA_ARCHS:-90a-real})"
+  local t0=$SECONDS
+  PROXYATTN_ENABLE_CUDA=1 PROXYATTN_CUDA_ARCHS="${PROXYATTN_CUDA_ARCHS:-90a-real}" \
+    python3 -m pip install -q --no-build-isolation --no-deps --no-cache-dir --target "$SITE" \
+    ./python >"$SITE/pip.log" 2>&1 || { log "pip install failed"; tail -30 "$SITE/pip.log"; return 1; }
+  touch "$SITE/.installed"
+  log "installed in $((SECONDS - t0)) s"
+}
+
+wait_installed() {  # a background install started by an earlier call
+  local waited=0
+  while [[ ! -f "$SITE/.installed" ]] && pgrep -f "pip install.*$SITE" >/dev/null && ((waited < 400)); do
+    sleep 5; waited=$((waited + 5))
+  done
+  install
+}
+
+run_tests() {
+  export PYTHONPATH="$SITE"
+  python3 -c "import proxyattn as pa, sys; print('proxyattn', pa.__version__, 'cuda', pa.cuda_available()); sys.exit(0 if pa.cuda_available() else 1)" ||
+    { log "the module has no CUDA backend: CUDA tests would skip"; return 1; }
+  log "pytest python/tests"
+  python3 -m pytest -q -rs python/tests --junitxml="$OUT/pytest.xml" 2>&1 | tee "$OUT/pytest.log" | tail -25
+  return "${PIPESTATUS[0]}"
+}
+
+run_bench() {
+  export PYTHONPATH="$SITE"
+  log "hf_prefill"
+  PYTHONUNBUFFERED=1 python3 bench/gpu/hf_prefill.py --json "$OUT/hf_prefill.json" ${HF_ARGS:-} 2>&1 |
+    grep -v "^{" | tee "$OUT/hf_prefill.log"
+  return "${PIPESTATUS[0]}"
+}
+
+status=0
+case "$step" in
+  install) install || status=1 ;;
+  test) wait_installed && run_tests || status=1 ;;
+  bench) wait_installed && run_bench || status=1 ;;
+  all) wait_installed || exit 1
+       run_tests || status=1
+       run_bench || status=1 ;;
+  *) echo "usage: $0 [install|test|bench|all]" >&2; exit 2 ;;
+esac
+log "done, status $status"
+exit $status
