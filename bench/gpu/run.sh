@@ -17,6 +17,7 @@
 #   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--quick" or "--seq-lens 16384")
 #   TEST_FILTER         --gtest_filter for the GPU tests [all]
 #   SKIP_BUILD=1 (reuse BUILD_DIR), SKIP_TESTS=1, SKIP_SANITIZE=1, SKIP_BENCH=1
+#   TEST_TIMEOUT_S [300], SANITIZE_TIMEOUT_S [150]: bounds of the test run and of each sanitizer tool
 # Phase durations go to $OUT/phases.txt and the last lines of stdout.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -105,7 +106,7 @@ fi
 
 if [[ "${SKIP_TESTS:-0}" != 1 ]]; then
   log "tests (quick level)"
-  "$bin/cuda_prefill_test" --gtest_filter="${TEST_FILTER:-*}" --gtest_output=json:"$OUT/tests.json" \
+  timeout "${TEST_TIMEOUT_S:-300}" "$bin/cuda_prefill_test" --gtest_filter="${TEST_FILTER:-*}" --gtest_output=json:"$OUT/tests.json" \
     >"$OUT/tests.log" 2>&1 || status=1
   grep -E "^\[  (PASSED|FAILED|SKIPPED)|Failure|expected|Which is|rel_error|first" "$OUT/tests.log" | head -40
   phase_done tests
@@ -113,21 +114,33 @@ fi
 
 if [[ "${SKIP_SANITIZE:-0}" != 1 ]]; then
   filter='CudaAttend.EmptyRows*:CudaPlan.PrefillIsBitwiseRepeatable'
+  # One log per tool; each tool bounded by SANITIZE_TIMEOUT_S (a timeout is recorded, not failed).
+  sanitize() {
+    timeout "${SANITIZE_TIMEOUT_S:-150}" compute-sanitizer --tool "$1" --error-exitcode 9 \
+      "$bin/cuda_prefill_test" --gtest_filter="$filter" >"$OUT/sanitize-$1.log" 2>&1
+  }
+  record() {  # tool rc
+    local what="rc=$2"
+    [[ $2 == 124 ]] && what="timed out after ${SANITIZE_TIMEOUT_S:-150} s (not an error report)"
+    echo "sanitizer $1: $what; $(grep -c '^========= ' "$OUT/sanitize-$1.log") report lines;" \
+      "$(grep -m1 -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitize-$1.log")" | tee -a "$OUT/sanitize.txt"
+    [[ $2 == 0 || $2 == 124 ]] || status=1
+  }
+  : >"$OUT/sanitize.txt"
   if ! command -v compute-sanitizer >/dev/null; then
     echo "sanitizers: not run (compute-sanitizer absent)" | tee "$OUT/sanitize.txt"
-  elif ! compute-sanitizer --tool memcheck "$bin/cuda_prefill_test" --gtest_filter="$filter" \
-         >"$OUT/sanitize.log" 2>&1 && grep -q "Device not supported\|error 999" "$OUT/sanitize.log"; then
-    echo "sanitizers: not run (device not supported, gVisor?)" | tee "$OUT/sanitize.txt"
   else
-    : >"$OUT/sanitize.txt"
-    for tool in memcheck racecheck synccheck; do
-      compute-sanitizer --tool "$tool" --error-exitcode 9 "$bin/cuda_prefill_test" \
-        --gtest_filter="$filter" >>"$OUT/sanitize.log" 2>&1
-      rc=$?
-      echo "sanitizer $tool: rc=$rc $(grep -c '========= ' "$OUT/sanitize.log") report lines so far" |
-        tee -a "$OUT/sanitize.txt"
-      [[ $rc == 0 ]] || status=1
-    done
+    sanitize memcheck
+    rc=$?
+    if [[ $rc != 0 ]] && grep -q "Device not supported\|error 999" "$OUT/sanitize-memcheck.log"; then
+      echo "sanitizers: not run (device not supported, gVisor?)" | tee "$OUT/sanitize.txt"
+    else
+      record memcheck $rc
+      for tool in racecheck synccheck; do
+        sanitize "$tool"
+        record "$tool" $?
+      done
+    fi
   fi
   phase_done sanitize
 fi
