@@ -39,7 +39,7 @@ CXX_SOURCES = [
     "src/cpu/pipeline.cc",
     "src/prefill.cc",
 ]
-INST_RE = re.compile(r"^(attend|attend_keytile64|attend_pair|plan)_(bf16|fp16)_hd(\d+)\.cu$")
+INST_RE = re.compile(r"^(attend|plan)_(bf16|fp16)_hd(\d+)\.cu$")
 
 
 def env_list(name, default):

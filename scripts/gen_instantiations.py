@@ -3,8 +3,8 @@
 
 Usage: python3 scripts/gen_instantiations.py [--out src/cuda/inst]
 
-Variants: dtype in {bf16, fp16} x head_dim in {64, 128}; attention files also cover block sizes
-64 and 128. CMake compiles only the files whose dtype and head_dim are in PROXYATTN_DTYPES and
+Instantiations: dtype in {bf16, fp16} x head_dim in {64, 128}; attention files also cover block
+sizes 64 and 128. CMake compiles only the files whose dtype and head_dim are in PROXYATTN_DTYPES and
 PROXYATTN_HEAD_DIMS. Models: FlashAttention's generate_kernels.py, ggml's generate_cu_files.py.
 """
 import argparse

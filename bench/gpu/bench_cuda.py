@@ -13,9 +13,6 @@ Sections (row kinds) per (shape, N), in this order:
              plan alone timed at each (g = 1)
   plan       the plan alone at gamma 0.95 with g = 1 and g = 4 ("plan"; plan_over_cudnn)
   gamma      the whole method at gamma 0.95 on these random inputs ("pipeline_gamma0.95_random_inputs")
-  variants   each attention kernel variant (1 one head per CTA, 2 64-key tiles, 3 GQA pair) on the
-             density-1 and density-0.1 random masks ("variant_<name>"; ratios to the default kernel);
-             a variant that dispatch would replace by kOneHead for the shape is not timed
 and once per real Q/K/V dump (--dumps; SPEC.md section 5 files):
   dumps      gamma 0.9 and 0.95 at each --dump-blocks, min_budget 256 ("real_dump_gamma<g>"):
              realized density, recall (SPEC.md section 4, from fp32 dense probabilities in torch and
@@ -43,9 +40,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 I64, F64, VP, INT = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
-VARIANTS = {1: "one_head", 2: "key_tile64", 3: "gqa_pair"}  # cuda::AttendVariant; 0 = auto
 NO_TIMES = {"sdpa_flash_ms": None, "sdpa_cudnn_ms": None, "proxyattn_ms": None}
-SECTIONS = ("dense", "kernel", "pipeline", "plan", "gamma", "variants", "dumps")
+SECTIONS = ("dense", "kernel", "pipeline", "plan", "gamma", "dumps")
 
 
 def load_lib(path):
@@ -61,7 +57,6 @@ def load_lib(path):
     lib.pa_last_density.restype = F64
     lib.pa_last_block_mask.restype = I64
     lib.pa_last_block_mask.argtypes = [VP, I64]
-    lib.pa_set_attend_variant.argtypes = [INT]
     lib.pa_random_plan_create.restype = VP
     lib.pa_random_plan_create.argtypes = [I64, I64, I64, I64, INT, F64, ctypes.c_uint64]
     lib.pa_random_plan_density.restype = F64
@@ -258,7 +253,7 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
     v_full = v.repeat_interleave(H // HKV, dim=1).contiguous()
     P = ptr
     base = {"shape": shape, "seq_len": N, "num_qo_heads": H, "num_kv_heads": HKV, "head_dim": D,
-            "block": B, "attend_variant": args.attend_variant}
+            "block": B}
     checks = result["checks"]
     late = lambda: time.time() - t_start > args.deadline_s
 
@@ -290,17 +285,14 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
     def skip(kind):
         rows.append(dict(base, kind=kind, proxyattn_ms=None, skipped="deadline"))
 
-    # Kernel only on random masks (g = num_kv_heads). Handles of densities 1 and 0.1 stay for the
-    # variant rows, and so do their default-kernel times.
-    handles, kernel_ms = {}, {}
+    # Kernel only on random masks (g = num_kv_heads).
+    handles = {}
     try:
-        if "kernel" in sections or "variants" in sections:
+        if "kernel" in sections:
             for dens in (1.0, 0.3, 0.1, 0.05):
                 if late():
                     skip("kernel_random_mask")
                     break
-                if "kernel" not in sections and dens not in (1.0, 0.1):
-                    continue
                 handle = lib.pa_random_plan_create(N, H, HKV, D, B, dens, 1)
                 if not handle:
                     raise RuntimeError(lib.pa_last_error().decode())
@@ -308,14 +300,11 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                 real = lib.pa_random_plan_density(handle)
                 ms = timer(lambda: check(lib, lib.pa_random_plan_attend(
                     handle, P(q), P(k), P(v), P(o), N, H, HKV, D, 0)))
-                kernel_ms[dens] = (ms, real)
-                if "kernel" in sections:
-                    rows.append(dict(base, kind="kernel_random_mask", density=dens,
-                                     realized_density=real, proxyattn_ms=ms,
-                                     kernel_over_d_dense=ms / (real * dense_ms)))
-                if dens not in (1.0, 0.1):
-                    lib.pa_random_plan_free(handle)
-                    del handles[dens]
+                rows.append(dict(base, kind="kernel_random_mask", density=dens,
+                                 realized_density=real, proxyattn_ms=ms,
+                                 kernel_over_d_dense=ms / (real * dense_ms)))
+                lib.pa_random_plan_free(handle)
+                del handles[dens]
 
         # Full pipeline at forced densities, and the plan alone (g = 1).
         ws_size = 0
@@ -373,54 +362,9 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                                  num_proxy_heads=1, realized_density=lib.pa_last_density(),
                                  proxyattn_ms=ms))
         del ws
-        # Kernel variants on the same masks; ratios to the default kernel's times above.
-        if "variants" in sections and args.variants:
-            o_ref = {}
-            for dens, handle in handles.items():
-                check(lib, lib.pa_random_plan_attend(handle, P(q), P(k), P(v), P(o), N, H, HKV, D, 0))
-                o_ref[dens] = o.clone()
-            for vid in (int(x) for x in args.variants.split(",")):
-                kind = f"variant_{VARIANTS.get(vid, vid)}"
-                why_not = variant_does_not_apply(vid, H, HKV, D, B)
-                for dens, handle in handles.items():
-                    if late():
-                        skip(kind)
-                        break
-                    row = dict(base, kind=kind, variant=vid, density=dens,
-                               realized_density=kernel_ms[dens][1], default_ms=kernel_ms[dens][0],
-                               proxyattn_ms=None)
-                    if why_not:  # dispatch would silently run kOneHead: not timed
-                        rows.append(dict(row, skipped=f"not applicable ({why_not})"))
-                        continue
-                    try:
-                        check(lib, lib.pa_set_attend_variant(vid))
-                        attend = lambda: check(lib, lib.pa_random_plan_attend(
-                            handle, P(q), P(k), P(v), P(o), N, H, HKV, D, 0))
-                        attend()
-                        torch.cuda.synchronize()
-                        row["rel_diff_vs_default"] = rel_err(o, o_ref[dens])
-                        ms = timer(attend)
-                        row.update(proxyattn_ms=ms, over_default=ms / kernel_ms[dens][0],
-                                   kernel_over_d_dense=ms / (kernel_ms[dens][1] * dense_ms))
-                    except RuntimeError as e:
-                        row["error"] = str(e)[:300]
-                    finally:
-                        lib.pa_set_attend_variant(args.attend_variant)
-                    rows.append(row)
-            del o_ref
     finally:
         for handle in handles.values():
             lib.pa_random_plan_free(handle)
-
-
-def variant_does_not_apply(vid, H, HKV, D, block):
-    """Why dispatch_attend (src/cuda/dispatch.cu) would fall back to kOneHead for this shape on a
-    random-mask plan (g = num_kv_heads, so heads_per_group = group_size), or None."""
-    if vid == 2 and (D != 128 or block != 128):
-        return "kKeyTile64: hd128 x block 128 only"
-    if vid == 3 and (D != 128 or (H // HKV) % 2 or H % 2):
-        return "kGqaPair: hd128 and an even group_size only"
-    return None
 
 
 def case_order(shapes, seq_lens):
@@ -434,7 +378,7 @@ def case_order(shapes, seq_lens):
 def print_table(result):
     rows = result["rows"]
     print(f"\n{result['card']}  driver {result['driver']}  torch {result['torch']}  "
-          f"commit {result['commit']}  variant {result['attend_variant']}")
+          f"commit {result['commit']}")
     print(f"checks {json.dumps(result['checks'])}")
     f = lambda x, w=8, p=2: (f"{x:{w}.{p}f}" if isinstance(x, (int, float)) else f"{'-':>{w}}")
     print(f"{'shape':>9} {'N':>6} {'kind':>32} {'dens':>5} {'real':>6} {'flash':>8} {'cudnn':>8} "
@@ -452,10 +396,8 @@ def print_table(result):
         kind = r["kind"]
         if kind == "dense":
             note = f"{r['proxyattn_tflops']:.0f} TF/s (flash {r['sdpa_flash_tflops']:.0f})"
-        elif "kernel_over_d_dense" in r and not kind.startswith("variant"):
+        elif "kernel_over_d_dense" in r:
             note = f"k/(d*dense) {r['kernel_over_d_dense']:.3f}"
-        elif kind.startswith("variant"):
-            note = f"/default {r['over_default']:.3f}  diff {r['rel_diff_vs_default']:.1e}"
         elif kind == "plan" or kind == "pipeline_forced":
             pc = r.get("plan_over_cudnn")
             note = (f"g={r['num_proxy_heads']} plan/cudnn {pc:.2%}" if pc is not None else "")
@@ -480,9 +422,6 @@ def main():
     ap.add_argument("--budget-s", type=float, default=1.0,
                     help="time per measurement (at least 3 runs after a warm-up)")
     ap.add_argument("--block", type=int, default=128)
-    ap.add_argument("--attend-variant", type=int, default=0,
-                    help="attention kernel variant for every row (0 auto, 1-3: see variants)")
-    ap.add_argument("--variants", default="1,2,3", help="variants timed in the variant rows ('' none)")
     ap.add_argument("--dumps", default="data/qkv/*.safetensors,.gpu-data/*.safetensors",
                     help="globs of real Q/K/V dumps (SPEC.md section 5 layout)")
     ap.add_argument("--dump-blocks", default="64,128")
@@ -517,13 +456,12 @@ def main():
         "card": props.name, "driver": driver, "torch": torch.__version__,
         "commit": os.environ.get("PROXYATTN_COMMIT", "unknown"),
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "dtype": "bf16", "block": args.block, "attend_variant": args.attend_variant,
+        "dtype": "bf16", "block": args.block,
         "method": f"median of CUDA events after a warm-up, >= 3 runs, ~{args.budget_s} s each",
         "args": vars(args), "checks": {}, "errors": [], "rows": [],
     }
     rows = result["rows"]
     timer = Timer(args.budget_s)
-    check(lib, lib.pa_set_attend_variant(args.attend_variant))
 
     def save():
         with open(args.out, "w") as f:

@@ -2,11 +2,10 @@
 // that PyTorch tensors (device pointers) can be timed against SDPA in one process. Not a product
 // API: errors go to pa_last_error(); packed [N, heads, head_dim] tensors, one sequence.
 // Entries: pa_dense, pa_plan, pa_attend_last_plan, pa_prefill (the public API); pa_last_density and
-// pa_last_block_mask (read the last plan back); pa_random_plan_* (SPEC.md random masks);
-// pa_set_attend_variant (the attention kernel variant, process-wide, for A/B timing).
+// pa_last_block_mask (read the last plan back); pa_random_plan_* (SPEC.md random masks).
 //   g++ -shared -fPIC -std=c++17 -Iinclude -Isrc -Itests -I$CUDA/include bench/gpu/capi.cc
 //       build/libproxyattn_testing.a build/libproxyattn.a -lcudart_static ... -o libproxyattn_capi.so
-// (bench/gpu/run.sh does this.) $CUDA/include: cuda/params.h, under cuda/dispatch.h, uses float2.
+// (bench/gpu/run.sh does this.)
 #include <cstdint>
 #include <cstring>
 #include <exception>
@@ -14,11 +13,9 @@
 #include <string>
 #include <vector>
 
-#include <vector_types.h>  // float2, for cuda/params.h
 
 #include "common/workspace.h"
 #include "cuda/backend.h"
-#include "cuda/dispatch.h"
 #include "proxyattn/proxyattn.h"
 #include "testing/workload.h"
 
@@ -177,13 +174,6 @@ std::int64_t pa_last_block_mask(std::uint8_t* out, std::int64_t capacity) {
     size = n;
   });
   return size;
-}
-
-/// \brief Selects the attention kernel variant for every later call in this process
-/// (cuda::AttendVariant: 0 auto, 1 one head per CTA, 2 64-key tiles, 3 GQA pair). Returns 0, or
-/// 1 with pa_last_error() set.
-int pa_set_attend_variant(int v) {
-  return guarded([&] { cuda::set_attend_variant(static_cast<cuda::AttendVariant>(v)); });
 }
 
 void* pa_random_plan_create(std::int64_t n, std::int64_t h, std::int64_t hkv, std::int64_t d,

@@ -12,8 +12,6 @@
 #   PROXYATTN_FALLBACK  such a folder used only when the build here fails
 #   BUILD_DIR           [build-gpu]; JOBS [nproc]; CMAKE_ARGS extra configure arguments (e.g.
 #                       "-DPROXYATTN_DTYPES=bf16" to halve the CUDA compile; the GPU tests want fp16)
-#   ATTEND_VARIANT      attention kernel variant for every bench row (0 auto, 1 one head per CTA,
-#                       2 64-key tiles, 3 GQA pair) [0]; the bench's variant rows time 1-3 anyway
 #   BENCH_ARGS          extra arguments for bench_cuda.py (e.g. "--quick" or "--seq-lens 16384")
 #   TEST_FILTER         --gtest_filter for the GPU tests [all]
 #   SKIP_BUILD=1 (reuse BUILD_DIR), SKIP_TESTS=1, SKIP_SANITIZE=1, SKIP_BENCH=1
@@ -149,7 +147,7 @@ if [[ "${SKIP_BENCH:-0}" != 1 ]]; then
   log "bench"
   # shellcheck disable=SC2086  # BENCH_ARGS is a word list
   PYTHONUNBUFFERED=1 python3 bench/gpu/bench_cuda.py --lib "$bin/libproxyattn_capi.so" \
-    --out "$OUT/bench.json" --attend-variant "${ATTEND_VARIANT:-0}" ${BENCH_ARGS:-} 2>&1 |
+    --out "$OUT/bench.json" ${BENCH_ARGS:-} 2>&1 |
     tee "$OUT/bench.log" || status=1
   phase_done bench
 fi

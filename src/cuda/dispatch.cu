@@ -1,6 +1,5 @@
 // src/cuda/dispatch.cu: returning-lambda switches from run-time values to the instantiations of
 // src/cuda/inst/ (declared extern here). A value without a kernel throws and names itself.
-#include <atomic>
 #include <type_traits>
 
 #include "cuda/dispatch.h"
@@ -14,27 +13,19 @@ namespace proxyattn::cuda {
   extern template void launch_attend<CTYPE, HD, 128>(const AttendParams&, int, cudaStream_t); \
   extern template void launch_estimate<CTYPE, HD>(const EstimateParams&, cudaStream_t);       \
   extern template void launch_mass<CTYPE, HD>(const BudgetParams&, cudaStream_t);
-// The attention variants (hand-written files inst/attend_{keytile64,pair}_<dtype>_hd128.cu).
-#define PROXYATTN_DECLARE_VARIANTS(CTYPE)                                                          \
-  extern template void launch_attend<CTYPE, 128, 128, 64>(const AttendParams&, int, cudaStream_t); \
-  extern template void launch_attend_pair<CTYPE, 128, 64>(const AttendParams&, int, cudaStream_t); \
-  extern template void launch_attend_pair<CTYPE, 128, 128>(const AttendParams&, int, cudaStream_t);
 #ifdef PROXYATTN_CUDA_BF16_HD64
 PROXYATTN_DECLARE_INST(__nv_bfloat16, 64)
 #endif
 #ifdef PROXYATTN_CUDA_BF16_HD128
 PROXYATTN_DECLARE_INST(__nv_bfloat16, 128)
-PROXYATTN_DECLARE_VARIANTS(__nv_bfloat16)
 #endif
 #ifdef PROXYATTN_CUDA_FP16_HD64
 PROXYATTN_DECLARE_INST(__half, 64)
 #endif
 #ifdef PROXYATTN_CUDA_FP16_HD128
 PROXYATTN_DECLARE_INST(__half, 128)
-PROXYATTN_DECLARE_VARIANTS(__half)
 #endif
 #undef PROXYATTN_DECLARE_INST
-#undef PROXYATTN_DECLARE_VARIANTS
 
 namespace {
 
@@ -98,26 +89,7 @@ constexpr bool has_inst() {
   return compiled(std::is_same<T, __half>::value ? DType::kFloat16 : DType::kBFloat16, kHeadDim);
 }
 
-// kGqaPair applies when heads 2i and 2i + 1 share a KV head (group_size even) and, for plan
-// launches, a proxy group (heads_per_group even; it is a multiple of group_size anyway).
-bool pair_applies(const AttendParams& p) {
-  if (p.group_size % 2 != 0 || p.num_qo_heads % 2 != 0) return false;
-  bool all_dense = true;
-  for (int i = 0; i < p.num_seqs; ++i) all_dense = all_dense && p.seqs[i].dense != 0;
-  return all_dense || p.heads_per_group % 2 == 0;
-}
-
-std::atomic<int> g_attend_variant{static_cast<int>(AttendVariant::kAuto)};
-
 }  // namespace
-
-void set_attend_variant(AttendVariant v) {
-  g_attend_variant.store(static_cast<int>(v), std::memory_order_relaxed);
-}
-
-AttendVariant attend_variant() {
-  return static_cast<AttendVariant>(g_attend_variant.load(std::memory_order_relaxed));
-}
 
 KernelFamily select_kernel(DType dtype, std::int64_t head_dim) {
   return compiled(dtype, head_dim) ? KernelFamily::kSm80Mma : KernelFamily::kNone;
@@ -125,8 +97,6 @@ KernelFamily select_kernel(DType dtype, std::int64_t head_dim) {
 
 void dispatch_attend(DType dtype, std::int64_t head_dim, int block_size, const AttendParams& p,
                      int grid_rows, void* stream) {
-  const AttendVariant variant = attend_variant();
-  const bool pair = variant == AttendVariant::kGqaPair && pair_applies(p);
   dispatch_dtype_head_dim(dtype, head_dim, [&](auto tag, auto hd) {
     using T = typename decltype(tag)::type;
     constexpr int kHeadDim = decltype(hd)::value;
@@ -134,17 +104,8 @@ void dispatch_attend(DType dtype, std::int64_t head_dim, int block_size, const A
       const cudaStream_t s = to_stream(stream);
       switch (block_size) {
         case 64:
-          if constexpr (kHeadDim == 128) {
-            if (pair) return launch_attend_pair<T, kHeadDim, 64>(p, grid_rows, s);
-          }
           return launch_attend<T, kHeadDim, 64>(p, grid_rows, s);
         case 128:
-          if constexpr (kHeadDim == 128) {
-            if (pair) return launch_attend_pair<T, kHeadDim, 128>(p, grid_rows, s);
-            if (variant == AttendVariant::kKeyTile64) {
-              return launch_attend<T, kHeadDim, 128, 64>(p, grid_rows, s);
-            }
-          }
           return launch_attend<T, kHeadDim, 128>(p, grid_rows, s);
         default:
           PROXYATTN_FAIL("block_size = ", block_size, ", expected 64 or 128");

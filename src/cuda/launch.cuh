@@ -7,7 +7,6 @@
 
 #include "cuda/common.cuh"
 #include "cuda/kernel/attend.cuh"
-#include "cuda/kernel/attend_pair.cuh"
 #include "cuda/kernel/budget.cuh"
 #include "cuda/kernel/estimate.cuh"
 #include "cuda/params.h"
@@ -16,33 +15,16 @@
 namespace proxyattn::cuda {
 
 /// \brief Stage 7 over the launch's sequences; grid (num_qo_heads, grid_rows).
-/// \tparam kKeyTile keys per tile, 0 for the traits' default (64 at hd128 x b128: kKeyTile64)
-template <typename T, int kHeadDim, int kBlock, int kKeyTile = 0>
+template <typename T, int kHeadDim, int kBlock>
 void launch_attend(const AttendParams& p, int grid_rows, cudaStream_t stream) {
-  using Traits = AttendTraits<kHeadDim, kBlock, kKeyTile>;
-  auto* kernel = &kernel::attend_kernel<T, kHeadDim, kBlock, kKeyTile>;
+  using Traits = AttendTraits<kHeadDim, kBlock>;
+  auto* kernel = &kernel::attend_kernel<T, kHeadDim, kBlock>;
   constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
   if (kSmem > 48 * 1024) {
     PROXYATTN_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   }
   const dim3 grid(p.num_qo_heads, grid_rows);
-  kernel<<<grid, Traits::kThreads, kSmem, stream>>>(p);
-  PROXYATTN_CUDA_CHECK_LAUNCH();
-}
-
-/// \brief Stage 7 with two query heads per CTA (variant kGqaPair); grid (num_qo_heads / 2,
-/// grid_rows). The caller checks that group_size and heads_per_group are even.
-template <typename T, int kHeadDim, int kBlock>
-void launch_attend_pair(const AttendParams& p, int grid_rows, cudaStream_t stream) {
-  using Traits = AttendTraits<kHeadDim, kBlock, 0, 2>;
-  auto* kernel = &kernel::attend_pair_kernel<T, kHeadDim, kBlock>;
-  constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
-  if (kSmem > 48 * 1024) {
-    PROXYATTN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
-  }
-  const dim3 grid(p.num_qo_heads / 2, grid_rows);
   kernel<<<grid, Traits::kThreads, kSmem, stream>>>(p);
   PROXYATTN_CUDA_CHECK_LAUNCH();
 }

@@ -6,54 +6,42 @@
 
 namespace proxyattn::cuda {
 
-/// \brief Attention kernel (stage 7). One CTA per (head, query block of kBlock rows), 4 warps;
-/// the kGqaPair variant (kHeadsPerCta = 2) serves two query heads of one KV head and one proxy
-/// group, 4 warps each, loading each K/V tile once for both.
+/// \brief Attention kernel (stage 7). One CTA per (head, query block of kBlock rows), 4 warps,
+/// 64-key tiles everywhere.
 ///
-/// | head_dim | block | keys | heads | rows/warp | warps | smem (Qs + 2x K + 2x V) | why |
-/// |----------|-------|------|-------|-----------|-------|-------------------------|-----|
-/// | 64       | 64    | 64   | 1     | 16        | 4     | 40 KiB  | Q kept in registers |
-/// | 64       | 128   | 64   | 1     | 32        | 4     | 48 KiB  | |
-/// | 128      | 64    | 64   | 1     | 16        | 4     | 80 KiB  | |
-/// | 128      | 128   | 32   | 1     | 32        | 4     | 64 KiB  | 2 CTAs/SM; see below |
-/// | 128      | 128   | 64   | 1     | 32        | 4     | 96 KiB  | variant kKeyTile64 |
-/// | 128      | 64    | 64   | 2     | 16        | 8     | 96 KiB  | variant kGqaPair |
-/// | 128      | 128   | 32   | 2     | 32        | 8     | 96 KiB  | variant kGqaPair |
+/// | head_dim | block | keys | rows/warp | warps | smem (Qs + 2x K + 2x V) | ptxas sm_90a |
+/// |----------|-------|------|-----------|-------|-------------------------|--------------|
+/// | 64       | 64    | 64   | 16        | 4     | 40 KiB  | 130 regs |
+/// | 64       | 128   | 64   | 32        | 4     | 48 KiB  | 226 regs |
+/// | 128      | 64    | 64   | 16        | 4     | 80 KiB  | 168 regs |
+/// | 128      | 128   | 64   | 32        | 4     | 96 KiB  | 255 regs, 24 B spill st / 32 B ld |
 /// 32 rows per warp: each K/V fragment read from shared memory feeds two mma. With 16 rows per
 /// warp (8 warps per 128-row CTA) the H200 ran dense hd128 at 0.88x SDPA-flash (491 vs 432 ms at
 /// 128K), which the shared-memory traffic count (64 KiB per MFLOP per warp) explains.
-/// Key tiles are 64 keys (32 at hd128 x b128): a plan block is kBlock / kKeyTile tiles.
-/// The variants (dispatch.h, AttendVariant; bench/gpu/NOTES.md "Variants") are benchmarking
-/// candidates, not yet measured:
-/// - kKeyTile64 (kKeyTile_ = 64 at hd128 x b128): FA2's 128 x 64 tile, half the per-FLOP
-///   softmax/rescale work of 32-key tiles. S (64 registers) + O (128) leave no room for all of P,
-///   so P is packed and multiplied by V one 16-key chunk at a time (kChunkedPV).
-/// - kGqaPair (kHeadsPerCta_ = 2): half the K/V global and L2 traffic per query head; the warps
-///   of the head with the smaller count idle on the blocks only its partner selected.
-template <int kHeadDim_, int kBlock_, int kKeyTile_ = 0, int kHeadsPerCta_ = 1>
+/// A plan block is kBlock / kKeyTile tiles. 64-key tiles at hd128 x b128 (FA2's 128 x 64 tile,
+/// half the per-FLOP softmax/rescale work of 32-key tiles) because they measured 4-8% faster than
+/// 32-key tiles on an H200 at every size, spill included (dense 128K: 404.5 vs 428.3 ms; see
+/// bench/gpu/NOTES.md). There S (64 registers) + O (128) leave no room for all of P, so P is
+/// packed and multiplied by V one 16-key chunk at a time (kChunkedPV); smem is
+/// (128 + 4 * 64) * 128 * 2 = 96 KiB, 2 CTAs per SM.
+template <int kHeadDim_, int kBlock_>
 struct AttendTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kBlock = kBlock_;
-  static constexpr int kHeadsPerCta = kHeadsPerCta_;
   static constexpr int kRowsPerWarp = kBlock == 128 ? 32 : 16;
-  /// 32 keys at 32 rows x 128 dims: S then takes 32 registers, and O (128) + S fit in 255.
-  static constexpr int kDefaultKeyTile = (kRowsPerWarp == 32 && kHeadDim == 128) ? 32 : 64;
-  static constexpr int kKeyTile = kKeyTile_ != 0 ? kKeyTile_ : kDefaultKeyTile;
+  static constexpr int kKeyTile = 64;
   /// P V one 16-key chunk at a time (P packed per chunk) where S and O fill the registers.
-  static constexpr bool kChunkedPV = kRowsPerWarp == 32 && kHeadDim == 128 && kKeyTile == 64;
+  static constexpr bool kChunkedPV = kRowsPerWarp == 32 && kHeadDim == 128;
   static constexpr int kMTiles = kRowsPerWarp / 16;
-  static constexpr int kWarpsPerHead = kBlock / kRowsPerWarp;
-  static constexpr int kWarps = kWarpsPerHead * kHeadsPerCta;
+  static constexpr int kWarps = kBlock / kRowsPerWarp;
   static constexpr int kThreads = kWarps * 32;
   static constexpr std::size_t kSmemBytes =
-      static_cast<std::size_t>(kHeadsPerCta * kBlock + 4 * kKeyTile) * kHeadDim * 2;
+      static_cast<std::size_t>(kBlock + 4 * kKeyTile) * kHeadDim * 2;
   static constexpr bool is_valid() {
     return (kHeadDim == 64 || kHeadDim == 128) && (kBlock == 64 || kBlock == 128) &&
-           (kKeyTile == 32 || kKeyTile == 64) && kBlock % kKeyTile == 0 &&
-           (kHeadsPerCta == 1 || kHeadsPerCta == 2) && kSmemBytes <= 227 * 1024;
+           kBlock % kKeyTile == 0 && kSmemBytes <= 227 * 1024;
   }
-  static_assert(is_valid(), "attention supports head_dim 64/128, block 64/128, key tiles 32/64, "
-                            "1 or 2 heads per CTA");
+  static_assert(is_valid(), "attention supports head_dim 64/128, block 64/128");
 };
 
 /// \brief Proxy-score kernels (stages 3-4): 64 sampled query rows (4 warps) per CTA, against

@@ -1,11 +1,9 @@
 // tests/cuda/cuda_prefill_test.cc: the CUDA backend against the double reference (STYLE.md
 // section 6): dense and user-built plans (kernel error only), computed plans (SPEC.md section 4
 // conformance, then the output against the reference run on the GPU's own plan), varlen, GQA,
-// fully masked rows, device error flags, bitwise repeatability. Every attention check runs each
-// kernel variant (cuda::AttendVariant: kAuto, kOneHead, kKeyTile64, kGqaPair) against one
-// reference; a variant that does not apply to a shape runs the one-head kernel. kGqaPair must be
-// bitwise the one-head kernel (same per-warp work). Pass rule: rel error <= 2x the same-precision
-// naive error + noise, or the 16-bit floor (output_conforms), LSE within 1e-3, no NaN/Inf.
+// fully masked rows, device error flags, bitwise repeatability. Pass rule: rel error <= 2x the
+// same-precision naive error + noise, or the 16-bit floor (output_conforms), LSE within 1e-3, no
+// NaN/Inf.
 // Skips where no GPU is visible.
 //
 // Run: ./build/tests/cuda/cuda_prefill_test   (PROXYATTN_TEST_LEVEL=full for the wide sweep)
@@ -29,7 +27,6 @@
 #include "cpu/conformance.h"
 #include "cpu/reference.h"
 #include "cuda/backend.h"
-#include "cuda/dispatch.h"
 #include "proxyattn/proxyattn.h"
 #include "proxyattn/safetensors.h"
 #include "testing/compare.h"
@@ -184,33 +181,6 @@ testing::Reference gpu_reference_dense(const Workload& w) {
   return gpu_reference_attend(w, kBlock, reference::full_mask(w.shape(), kBlock));
 }
 
-using cuda::AttendVariant;
-
-const std::vector<AttendVariant>& all_variants() {
-  static const std::vector<AttendVariant> v = {AttendVariant::kAuto, AttendVariant::kOneHead,
-                                               AttendVariant::kKeyTile64, AttendVariant::kGqaPair};
-  return v;
-}
-
-std::string to_string(AttendVariant v) {
-  switch (v) {
-    case AttendVariant::kAuto: return "auto";
-    case AttendVariant::kOneHead: return "one_head";
-    case AttendVariant::kKeyTile64: return "key_tile64";
-    case AttendVariant::kGqaPair: return "gqa_pair";
-  }
-  return "unknown";
-}
-
-/// Selects an attention variant for a scope; kAuto again afterwards.
-class VariantScope {
- public:
-  explicit VariantScope(AttendVariant v) { cuda::set_attend_variant(v); }
-  ~VariantScope() { cuda::set_attend_variant(AttendVariant::kAuto); }
-  VariantScope(const VariantScope&) = delete;
-  VariantScope& operator=(const VariantScope&) = delete;
-};
-
 std::string case_name(const WorkloadSpec& s) {
   std::ostringstream os;
   os << to_string(s.dtype) << "_hd" << s.head_dim << "_h" << s.num_qo_heads << "_kv"
@@ -242,25 +212,13 @@ void expect_output_conforms(const Workload& w, const testing::Output& out,
   }
 }
 
-/// Runs `launch` (which writes run's outputs) once per variant, checks each output against ref,
-/// and kGqaPair's output bitwise against kOneHead's.
-void expect_variants_conform(DeviceRun& run, const testing::Reference& ref,
-                             const std::string& what, const std::function<void()>& launch) {
-  std::vector<unsigned char> one_head, pair;
-  for (AttendVariant v : all_variants()) {
-    const VariantScope scope(v);
-    run.poison();
-    launch();
-    cuda::synchronize(Runtime{});
-    const testing::Output out = run.fetch();
-    expect_output_conforms(run.w, out, ref, what + " [" + to_string(v) + "]");
-    const auto* bytes = static_cast<const unsigned char*>(out.o.data());
-    if (v == AttendVariant::kOneHead) one_head.assign(bytes, bytes + out.o.size());
-    if (v == AttendVariant::kGqaPair) pair.assign(bytes, bytes + out.o.size());
-  }
-  // Same per-warp arithmetic in both kernels; a mismatch where both conform means the compiler
-  // scheduled the floating-point work of the two kernels differently.
-  EXPECT_TRUE(one_head == pair) << what << ": gqa_pair is not bitwise one_head";
+/// Runs `launch` (which writes run's outputs) over poisoned outputs and checks them against ref.
+void expect_attend_conforms(DeviceRun& run, const testing::Reference& ref, const std::string& what,
+                            const std::function<void()>& launch) {
+  run.poison();
+  launch();
+  cuda::synchronize(Runtime{});
+  expect_output_conforms(run.w, run.fetch(), ref, what);
 }
 
 std::vector<WorkloadSpec> kernel_cases() {
@@ -300,7 +258,7 @@ TEST(CudaAttend, DenseMatchesReference) {
   for (std::size_t i = 0; i < specs.size(); ++i) {
     const Workload w = testing::make_workload(specs[i]);
     DeviceRun run(w);
-    expect_variants_conform(run, refs[i], "dense " + case_name(specs[i]), [&] {
+    expect_attend_conforms(run, refs[i], "dense " + case_name(specs[i]), [&] {
       dense(run.q_view, run.k_view, run.v_view, w.seqlens(), run.o_view, &run.lse_view);
     });
   }
@@ -316,7 +274,7 @@ struct MaskCase {
 };
 
 /// Builds the cases (make(i) fills w, host_ws, host_plan and what) and their references on
-/// parallel threads, then checks every variant on the GPU against them.
+/// parallel threads, then checks the GPU against them.
 void check_mask_cases(std::size_t n, const std::function<void(std::size_t, MaskCase&)>& make) {
   const auto cases = parallel_map(n, [&](std::size_t i) {
     auto c = std::make_unique<MaskCase>();
@@ -328,7 +286,7 @@ void check_mask_cases(std::size_t n, const std::function<void(std::size_t, MaskC
     DeviceBuffer dev_ws(c->host_plan.layout.total_bytes);
     const Plan plan = plan_to_device(c->host_plan, c->host_ws, dev_ws);
     DeviceRun run(c->w);
-    expect_variants_conform(run, c->ref, c->what, [&] {
+    expect_attend_conforms(run, c->ref, c->what, [&] {
       attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
     });
     plan.check_flags();
@@ -361,8 +319,8 @@ TEST(CudaAttend, RandomMaskMatchesReference) {
 }
 
 // A user plan whose heads select nested prefixes of their group's order with counts drawn per
-// head (a quarter of them 0), and random last-block sets of their own: the two heads of a
-// kGqaPair CTA then walk different lengths of one order, or two separate last-block lists.
+// head (a quarter of them 0), and random last-block sets of their own: heads of one group then
+// walk different lengths of one order, or separate last-block lists.
 Plan nested_mask_plan(const Workload& w, int block, int num_groups, std::uint64_t seed,
                       testing::Buffer& host_ws) {
   const ProblemShape shape = w.shape();
@@ -461,30 +419,27 @@ TEST(CudaAttend, EmptyRowsGiveZeroAndMinusInf) {
       const Plan plan = plan_to_device(host_plan, host_ws, dev_ws);
       const auto ref = gpu_reference_attend(w, block, host_plan.to_dense());
       DeviceRun run(w);
-      for (AttendVariant v : all_variants()) {
-        std::ostringstream what;
-        what << "empty rows hd" << hd << " b" << block << " [" << to_string(v) << "]";
-        const VariantScope scope(v);
-        run.poison();
-        attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
-        cuda::synchronize(Runtime{});
-        const testing::Output out = run.fetch();
-        expect_output_conforms(w, out, ref, what.str());
-        const float* lse = static_cast<const float*>(out.lse.data());
-        for (std::int64_t t = 0; t < w.total_tokens; ++t) {
-          const float x = lse[1 * w.total_tokens + t];
-          EXPECT_TRUE(std::isinf(x) && x < 0) << what.str() << " token " << t;
-          for (std::int64_t d = 0; d < hd; ++d) {
-            ASSERT_EQ(load_float(out.o.data(), w.spec.dtype, (t * H + 1) * hd + d), 0.0f)
-                << what.str() << " token " << t;
-          }
+      std::ostringstream what;
+      what << "empty rows hd" << hd << " b" << block;
+      run.poison();
+      attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
+      cuda::synchronize(Runtime{});
+      const testing::Output out = run.fetch();
+      expect_output_conforms(w, out, ref, what.str());
+      const float* lse = static_cast<const float*>(out.lse.data());
+      for (std::int64_t t = 0; t < w.total_tokens; ++t) {
+        const float x = lse[1 * w.total_tokens + t];
+        EXPECT_TRUE(std::isinf(x) && x < 0) << what.str() << " token " << t;
+        for (std::int64_t d = 0; d < hd; ++d) {
+          ASSERT_EQ(load_float(out.o.data(), w.spec.dtype, (t * H + 1) * hd + d), 0.0f)
+              << what.str() << " token " << t;
         }
       }
     }
   }
 }
 
-// A device plan with a count above m + 1 and a block index above m: every variant clamps the
+// A device plan with a count above m + 1 and a block index above m: the kernel clamps the
 // count, skips the block, and raises flags bits 0 and 1 (Plan::check_flags throws).
 TEST(CudaAttend, CorruptPlanRaisesFlags) {
   SKIP_WITHOUT_GPU();
@@ -505,17 +460,14 @@ TEST(CudaAttend, CorruptPlanRaisesFlags) {
     DeviceBuffer dev_ws(l.total_bytes);
     const Plan plan = plan_to_device(host_plan, host_ws, dev_ws);
     DeviceRun run(w);
-    for (AttendVariant v : all_variants()) {
-      const VariantScope scope(v);
-      const std::int32_t zeros[4] = {0, 0, 0, 0};
-      cuda::copy_to_device(plan.flags, zeros, sizeof(zeros), Runtime{});
-      attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
-      cuda::synchronize(Runtime{});
-      std::int32_t flags[4];
-      cuda::copy_to_host(flags, plan.flags, sizeof(flags), Runtime{});
-      EXPECT_EQ(flags[0], 3) << "b" << block << " [" << to_string(v) << "]";
-      EXPECT_THROW(plan.check_flags(), Error) << "b" << block << " [" << to_string(v) << "]";
-    }
+    const std::int32_t zeros[4] = {0, 0, 0, 0};
+    cuda::copy_to_device(plan.flags, zeros, sizeof(zeros), Runtime{});
+    attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
+    cuda::synchronize(Runtime{});
+    std::int32_t flags[4];
+    cuda::copy_to_host(flags, plan.flags, sizeof(flags), Runtime{});
+    EXPECT_EQ(flags[0], 3) << "b" << block;
+    EXPECT_THROW(plan.check_flags(), Error) << "b" << block;
   }
 }
 
@@ -584,7 +536,7 @@ TEST(CudaPlan, ConformsToReferenceAndAttends) {
                          << ", selection mismatches " << conf.selection_mismatches << ")";
     const auto ref = gpu_reference_attend(w, c.config.block_size, host.plan.to_dense());
     expect_output_conforms(w, run.fetch(), ref, c.name);
-    expect_variants_conform(run, ref, c.name, [&] {
+    expect_attend_conforms(run, ref, c.name, [&] {
       attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
     });
     plan.check_flags();
@@ -597,23 +549,20 @@ TEST(CudaPlan, PrefillIsBitwiseRepeatable) {
   const Workload w = testing::make_workload(c.spec);
   DeviceRun run(w);
   DeviceBuffer ws(workspace_size(w.shape(), c.config));
-  for (AttendVariant v : all_variants()) {
-    const VariantScope scope(v);
-    std::vector<std::vector<unsigned char>> outputs;
-    std::vector<std::vector<std::uint8_t>> masks;
-    for (int rep = 0; rep < 2; ++rep) {
-      run.poison();
-      const Plan plan = prefill(run.q_view, run.k_view, run.v_view, w.seqlens(), c.config,
-                                ws.workspace(), run.o_view, &run.lse_view);
-      cuda::synchronize(Runtime{});
-      const testing::Output out = run.fetch();
-      const auto* bytes = static_cast<const unsigned char*>(out.o.data());
-      outputs.emplace_back(bytes, bytes + out.o.size());
-      masks.push_back(plan.to_dense());
-    }
-    EXPECT_TRUE(outputs[0] == outputs[1]) << to_string(v);
-    EXPECT_TRUE(masks[0] == masks[1]) << to_string(v);
+  std::vector<std::vector<unsigned char>> outputs;
+  std::vector<std::vector<std::uint8_t>> masks;
+  for (int rep = 0; rep < 2; ++rep) {
+    run.poison();
+    const Plan plan = prefill(run.q_view, run.k_view, run.v_view, w.seqlens(), c.config,
+                              ws.workspace(), run.o_view, &run.lse_view);
+    cuda::synchronize(Runtime{});
+    const testing::Output out = run.fetch();
+    const auto* bytes = static_cast<const unsigned char*>(out.o.data());
+    outputs.emplace_back(bytes, bytes + out.o.size());
+    masks.push_back(plan.to_dense());
   }
+  EXPECT_TRUE(outputs[0] == outputs[1]);
+  EXPECT_TRUE(masks[0] == masks[1]);
 }
 
 // Real learned inputs (data/qkv, the model issue's dump): plan conformance and output, both
@@ -650,7 +599,7 @@ TEST(CudaPlan, RealDumpConforms) {
           EXPECT_TRUE(conf.ok) << conf.first_failure;
           const auto ref = gpu_reference_attend(w, block, host.plan.to_dense());
           expect_output_conforms(w, run.fetch(), ref, name.str());
-          expect_variants_conform(run, ref, name.str(), [&] {
+          expect_attend_conforms(run, ref, name.str(), [&] {
             attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
           });
         }

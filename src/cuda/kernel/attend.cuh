@@ -6,8 +6,7 @@
 // (tile_config.h), double-buffered with cp.async. Only the diagonal block is masked element-wise
 // (rules::causal); its tiles also cover the padded tail of the last block, since keys >= N occur
 // only there. Each warp owns 16 or 32 query rows (tile_config.h); the online softmax runs in the
-// log2 domain with the scale folded in. The pieces a warp runs (WarpAttention), the plan row of a
-// head (plan_row) and the output store are shared with the two-head kernel (attend_pair.cuh).
+// log2 domain with the scale folded in.
 #pragma once
 
 #include <cmath>
@@ -153,7 +152,7 @@ struct WarpAttention {
         }
         row_sum[2 * mt + r] = row_sum[2 * mt + r] * alpha + sum;
         // O *= alpha, skipped while no row of the warp raised its max (alpha is exactly 1):
-        // most tiles of long rows, and half of the per-element work of a 32-key tile.
+        // most tiles of long rows (the rescale is kHeadDim multiplies per row and tile).
         if (__any_sync(0xffffffffu, alpha != 1.0f)) {
 #pragma unroll
           for (int dt = 0; dt < kHeadDim / 8; ++dt) {
@@ -240,11 +239,10 @@ __device__ __forceinline__ void store_tile(T* gO, std::int64_t row_stride, const
 
 /// \brief Block-sparse attention, one query head per CTA. Grid (num_qo_heads, sum of nb over the
 /// launch's sequences).
-/// \tparam kKeyTile_ keys per tile, 0 for the traits' default (64 is variant kKeyTile64)
-template <typename T, int kHeadDim, int kBlock, int kKeyTile_>
-__global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock, kKeyTile_>::kThreads)
+template <typename T, int kHeadDim, int kBlock>
+__global__ void __launch_bounds__(AttendTraits<kHeadDim, kBlock>::kThreads)
     attend_kernel(const __grid_constant__ AttendParams p) {
-  using Traits = AttendTraits<kHeadDim, kBlock, kKeyTile_>;
+  using Traits = AttendTraits<kHeadDim, kBlock>;
   constexpr int kThreads = Traits::kThreads;
   constexpr int kKeys = Traits::kKeyTile;
   constexpr int kTilesPerBlock = kBlock / kKeys;
