@@ -4,7 +4,7 @@
 # the CUDA tests required (not skipped), then times transformers' prefill (bench/gpu/hf_prefill.py).
 #   bash bench/gpu/python.sh [install|test|bench|all]      # default all; logs and JSON under $OUT
 # Environment: OUT [/tmp/proxyattn-out], PY_SITE [/tmp/proxyattn-site], PROXYATTN_CUDA_ARCHS
-# [90a-real], HF_ARGS (extra arguments for hf_prefill.py, e.g. "--lengths 32768").
+# [90a-real], PROXYATTN_CC/PROXYATTN_CXX [gcc/g++], HF_ARGS (extra arguments for hf_prefill.py, e.g. "--lengths 32768").
 # `install` may run in the background of bench/gpu/run.sh's call (nice'd, setsid): the next call on
 # the same warm machine finds $PY_SITE/.installed and skips the build.
 set -uo pipefail
@@ -18,7 +18,14 @@ log() { echo "[python.sh $(date -u +%H:%M:%S)] $*"; }
 
 install() {
   if [[ -f "$SITE/.installed" ]]; then log "module already installed in $SITE"; return 0; fi
-  log "pip install ./python (CUDA ${PROXYATTN_CUDA_ARCHS:-90a-real})"
+  # The lent image exports CXX=/opt/gcc/bin/g++, a GCC whose objects carry their own libstdc++
+  # template instances and whose links take libstdc++ statically: such a module segfaulted in
+  # std::ostream << long (every error message with a number) inside the system Python. Build with
+  # the system compilers that built that Python, from a clean build folder (setuptools reuses
+  # objects across a compiler change).
+  export CC="${PROXYATTN_CC:-gcc}" CXX="${PROXYATTN_CXX:-g++}"
+  rm -rf python/build
+  log "pip install ./python (CUDA ${PROXYATTN_CUDA_ARCHS:-90a-real}, CC=$CC CXX=$CXX)"
   local t0=$SECONDS
   PROXYATTN_ENABLE_CUDA=1 PROXYATTN_CUDA_ARCHS="${PROXYATTN_CUDA_ARCHS:-90a-real}" \
     python3 -m pip install -q --no-build-isolation --no-deps --no-cache-dir --target "$SITE" \
