@@ -5,7 +5,8 @@ Usage: /usr/bin/python3 bench/plot_cuda.py bench/results/cuda-2026-11-28-h200.js
 Needs matplotlib (Debian: python3-matplotlib). Writes <input>.png by default: for each shape, the
 full pipeline's speedup over SDPA flash and SDPA cuDNN against sequence length, one line per
 forced density, and our dense mode against SDPA flash. Rows come from the file's top-level `rows`
-and, for shapes or lengths they lack, from `earlier_runs` (marked in the legend by commit).
+and, for shapes or lengths they lack, from `supplementary_runs` and then `earlier_runs` (their
+commits are named in each panel's title).
 """
 import json
 import sys
@@ -19,10 +20,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 def collect(results):
     """{(shape, kind, density, seq_len): (row, commit)}, newest run first."""
     runs = [(results.get("commit", "?"), results.get("rows", []))]
-    runs += [(r.get("commit", "?"), r.get("rows", [])) for r in results.get("earlier_runs", [])]
+    for older in ("supplementary_runs", "earlier_runs"):
+        runs += [(r.get("commit", "?"), r.get("rows", [])) for r in results.get(older, [])]
     table = {}
     for commit, rows in runs:
         for row in rows:
+            if "proxyattn_ms" not in row or row.get("proxyattn_ms") is None:
+                continue  # skipped or failed cases
             key = (row["shape"], row["kind"], row.get("density"), row["seq_len"])
             table.setdefault(key, (row, commit))
     return table
@@ -33,7 +37,7 @@ def main():
     out = sys.argv[2] if len(sys.argv) > 2 else path.rsplit(".", 1)[0] + ".png"
     results = json.load(open(path))
     table = collect(results)
-    shapes = sorted({k[0] for k in table})
+    shapes = sorted({k[0] for k in table if k[1] == "pipeline_forced"})
     fig, axes = plt.subplots(1, len(shapes), figsize=(6.5 * len(shapes), 4.8), squeeze=False)
     for ax, shape in zip(axes[0], shapes):
         densities = sorted({k[2] for k in table if k[0] == shape and k[1] == "pipeline_forced"},
