@@ -221,31 +221,11 @@ __device__ __forceinline__ void pack_p(std::uint32_t (&rP)[kMTiles][kKeys / 16][
   }
 }
 
-/// \brief rO[mt] += P[mt] V for kMTiles x 16 rows; each V fragment feeds kMTiles mma.
-/// TUTORIAL: naive equivalent: rO[r][d] += sum_u P[r][u] * V[u][d], P already rounded to T.
-template <typename T, int kHeadDim, int kMTiles, int kKeys>
-__device__ __forceinline__ void warp_pv_multi(float (&rO)[kMTiles][kHeadDim / 8][4],
-                                              const std::uint32_t (&rP)[kMTiles][kKeys / 16][4],
-                                              const T* sV, int lane) {
-  const LdmatrixAddr<kHeadDim> addr(sV, (lane & 7) + ((lane >> 3) & 1) * 8, lane >> 4);
-#pragma unroll
-  for (int kk = 0; kk < kKeys / 16; ++kk) {
-#pragma unroll
-    for (int dp = 0; dp < kHeadDim / 16; ++dp) {
-      std::uint32_t rV[4];
-      ldmatrix_x4_trans(rV, addr.at(kk, dp));
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt) {
-        mma_16816<T>(rO[mt][2 * dp], rP[mt][kk], rV[0], rV[1]);
-        mma_16816<T>(rO[mt][2 * dp + 1], rP[mt][kk], rV[2], rV[3]);
-      }
-    }
-  }
-}
-
-/// \brief rO[mt] += P[mt] V over one 16-key chunk kk of the tile (keys kk*16 .. kk*16+15), for
-/// kernels that pack P chunk by chunk so that all of P is never live next to S and O.
-/// TUTORIAL: naive equivalent: rO[r][d] += sum_{u in chunk kk} P[r][u] * V[u][d].
+/// \brief rO[mt] += P[mt] V over one 16-key chunk kk of the tile (keys kk*16 .. kk*16+15); each V
+/// fragment feeds kMTiles mma. Kernels that pack P chunk by chunk call it directly, so that all of
+/// P is never live next to S and O.
+/// TUTORIAL: naive equivalent: rO[r][d] += sum_{u in chunk kk} P[r][u] * V[u][d], P already
+/// rounded to T.
 /// \param rP [kMTiles][4] A fragments of P for the chunk   \param sV [kKeys, kHeadDim] swizzled
 template <typename T, int kHeadDim, int kMTiles>
 __device__ __forceinline__ void warp_pv_chunk(float (&rO)[kMTiles][kHeadDim / 8][4],
@@ -261,6 +241,23 @@ __device__ __forceinline__ void warp_pv_chunk(float (&rO)[kMTiles][kHeadDim / 8]
       mma_16816<T>(rO[mt][2 * dp], rP[mt], rV[0], rV[1]);
       mma_16816<T>(rO[mt][2 * dp + 1], rP[mt], rV[2], rV[3]);
     }
+  }
+}
+
+/// \brief rO[mt] += P[mt] V for kMTiles x 16 rows over the whole tile: warp_pv_chunk per chunk.
+template <typename T, int kHeadDim, int kMTiles, int kKeys>
+__device__ __forceinline__ void warp_pv_multi(float (&rO)[kMTiles][kHeadDim / 8][4],
+                                              const std::uint32_t (&rP)[kMTiles][kKeys / 16][4],
+                                              const T* sV, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    std::uint32_t chunk[kMTiles][4];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) chunk[mt][e] = rP[mt][kk][e];
+    }
+    warp_pv_chunk<T, kHeadDim, kMTiles>(rO, chunk, sV, kk, lane);
   }
 }
 
