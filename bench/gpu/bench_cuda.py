@@ -29,7 +29,6 @@ import glob
 import json
 import math
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -38,6 +37,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "train"))
+from st import load_file  # noqa: E402 (the project's safetensors reader)
 
 I64, F64, VP, INT = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
 NO_TIMES = {"sdpa_flash_ms": None, "sdpa_cudnn_ms": None, "proxyattn_ms": None}
@@ -120,26 +122,8 @@ def rel_err(a, b):
 # --- real dumps ------------------------------------------------------------------------------------
 
 def read_safetensors(path):
-    """{name: CPU tensor} of q, k, v; the safetensors package, else a plain reader of the format
-    (8-byte little-endian header size, JSON header, raw little-endian data)."""
-    try:
-        from safetensors.torch import load_file
-        return load_file(path)
-    except ImportError:
-        pass
-    dtypes = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "I32": torch.int32}
-    with open(path, "rb") as f:
-        (header_len,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(header_len))
-        data = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = info["data_offsets"]
-        raw = bytearray(data[begin:end])
-        out[name] = torch.frombuffer(raw, dtype=dtypes[info["dtype"]]).reshape(info["shape"]).clone()
-    return out
+    """{name: CPU tensor} of q, k, v, read by the project's own reader (train/st.py)."""
+    return load_file(path)
 
 
 def dump_quality(q, k, v, o, mask, block, scale):
