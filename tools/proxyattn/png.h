@@ -35,7 +35,8 @@ BlockPanel block_panel(const Plan& plan, std::int64_t head, const std::string& p
 void write_block_figure(const std::string& path, const std::string& title,
                         const std::vector<BlockPanel>& panels, int columns);
 
-/// \brief A bar chart of per-head density: title, axes, one labelled bar per head, a legend.
+/// \brief A bar chart of per-head density: title, axes, one labelled bar per head (with its KV
+/// head when num_kv_heads > 0), a legend.
 void write_density_figure(const std::string& path, const std::string& title,
                           const std::vector<float>& density, std::int64_t num_kv_heads);
 

@@ -1,0 +1,155 @@
+// tools/proxyattn/demo.cc: `proxyattn demo`, the shipped model (models/pa-tiny-8k) on an embedded
+// held-out needle-in-a-haystack prompt, dense then ProxyAttn: both answers, prefill and attention
+// times, their ratio, density per layer, and DIR/demo-blocks.png of the selected blocks.
+//
+// The prompt (models/pa-tiny-8k/demo/, made by make_demo.py from held-out text with eval/'s
+// generators) is compiled into the binary. The demo's config is block 64, gamma 0.9, min budget
+// 256 tokens (the shipped model's heads are broad; see its model card); config flags override it.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "proxyattn/runner/model.h"
+#include "proxyattn/runner/tokenizer.h"
+#include "proxyattn/types.h"
+#include "proxyattn_demo_data.h"
+#include "tools/proxyattn/model_cmds.h"
+#include "tools/proxyattn/png.h"
+
+namespace proxyattn::cli {
+
+namespace {
+
+/// The demo's documented config: 64-token blocks, gamma 0.9, budgets of at least 256 tokens.
+Config demo_config() {
+  Config c;
+  c.block_size = 64;
+  c.gamma = 0.9;
+  c.min_budget_tokens = 256;
+  return c;
+}
+
+std::vector<std::string> lines(std::string_view text) {
+  std::vector<std::string> out;
+  std::string line;
+  std::istringstream in{std::string(text)};
+  while (std::getline(in, line)) {
+    if (!line.empty()) out.push_back(line);
+  }
+  return out;
+}
+
+bool is_alnum(char ch) {
+  return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z');
+}
+
+// eval/README.md's rule for one answer: found in the output, not next to a letter or digit.
+// (Answers here are digits, so case and whitespace normalization change nothing.)
+bool found(const std::string& answer, const std::string& output) {
+  for (std::size_t at = output.find(answer); at != std::string::npos;
+       at = output.find(answer, at + 1)) {
+    const bool before = at > 0 && is_alnum(output[at - 1]);
+    const std::size_t end = at + answer.size();
+    const bool after = end < output.size() && is_alnum(output[end]);
+    if (!before && !after) return true;
+  }
+  return false;
+}
+
+struct ModeResult {
+  std::string text;
+  bool correct = false;
+  runner::Generation gen;
+};
+
+}  // namespace
+
+int run_demo(const DemoOptions& o) {
+  const std::string_view prompt = o.short_form ? demo_data::k_short_prompt : demo_data::k_demo_prompt;
+  const std::vector<std::string> answers =
+      lines(o.short_form ? demo_data::k_short_answer : demo_data::k_demo_answer);
+  const runner::RunOptions dense = o.model.run_options(runner::AttentionMode::kDense, demo_config());
+  const runner::RunOptions proxy = o.model.run_options(runner::AttentionMode::kProxy, demo_config());
+  const std::string figure = o.out_dir + "/demo-blocks.png";
+
+  model_progress("demo: loading " + o.model.model_dir);
+  const runner::Model model = runner::load_model(o.model.model_dir);
+  const runner::Tokenizer tok = runner::Tokenizer::load(o.model.model_dir);
+  std::vector<std::int32_t> ids{tok.bos_id()};
+  for (std::int32_t id : tok.encode(std::string(prompt))) ids.push_back(id);
+  const std::int64_t max_new = 16;
+
+  std::vector<BlockPanel> panels;
+  runner::PrefillHooks hooks;
+  hooks.on_plan = [&](std::int64_t layer, const Plan& plan) {
+    for (std::int64_t h = 0; h < plan.layout.num_qo_heads; ++h) {
+      panels.push_back(block_panel(plan, h, "layer " + std::to_string(layer) + ", "));
+    }
+  };
+  ModeResult res[2];
+  const runner::RunOptions* opts[2] = {&dense, &proxy};
+  for (int m = 0; m < 2; ++m) {
+    model_progress(std::string("demo: ") + (m ? "ProxyAttn" : "dense") + " prefill of " +
+                   std::to_string(ids.size()) + " tokens, then greedy decoding");
+    res[m].gen = runner::generate(model, ids, max_new, *opts[m], m ? hooks : runner::PrefillHooks{});
+    res[m].text = tok.decode(res[m].gen.tokens);
+    res[m].correct = true;
+    for (const std::string& a : answers) res[m].correct = res[m].correct && found(a, res[m].text);
+  }
+  model_progress("demo: drawing " + figure);
+  const Config& c = proxy.config;
+  std::ostringstream title;
+  title << "pa-tiny-8k, " << ids.size() << "-token held-out prompt: blocks ProxyAttn selected (block "
+        << c.block_size << ", gamma " << c.gamma << ", min budget " << c.min_budget_tokens << " tokens)";
+  write_block_figure(figure, title.str(), panels, static_cast<int>(model.config.num_qo_heads));
+  model_progress("");
+
+  const runner::PrefillStats& sd = res[0].gen.prefill;
+  const runner::PrefillStats& sp = res[1].gen.prefill;
+  const double attn_speedup = sp.attention_ms > 0 ? sd.attention_ms / sp.attention_ms : 0.0;
+  const double prefill_speedup = sp.prefill_ms > 0 ? sd.prefill_ms / sp.prefill_ms : 0.0;
+  std::string expected;
+  for (const std::string& a : answers) expected += (expected.empty() ? "" : ", ") + a;
+  std::printf("proxyattn demo: %s, a %zu-token held-out prompt (%s), expected answer %s\n",
+              o.model.model_dir.c_str(), ids.size(),
+              o.short_form ? "needle in a haystack" : "4 needles, one asked", expected.c_str());
+  std::printf("  ProxyAttn config: block %d, gamma %g, min budget %lld tokens\n", c.block_size,
+              c.gamma, static_cast<long long>(c.min_budget_tokens));
+  std::printf("  %-9s %-26s %-8s %12s %14s\n", "attention", "answer", "correct", "prefill ms",
+              "attention ms");
+  const char* names[2] = {"dense", "ProxyAttn"};
+  for (int m = 0; m < 2; ++m) {
+    const runner::PrefillStats& s = res[m].gen.prefill;
+    std::printf("  %-9s %-26s %-8s %12.1f %14.1f\n", names[m], ("\"" + res[m].text + "\"").c_str(),
+                res[m].correct ? "yes" : "NO", s.prefill_ms, s.attention_ms);
+  }
+  std::printf("  attention speedup %.2fx, prefill speedup %.2fx (dense time / ProxyAttn time)\n",
+              attn_speedup, prefill_speedup);
+  std::printf("  density per layer:");
+  for (double d : sp.density) std::printf(" %.2f", d);
+  std::printf(" (mean %.2f)\n", sp.mean_density());
+  std::printf("  wrote %s (selected blocks of every layer and head)\n", figure.c_str());
+  if (o.model.json) {
+    nlohmann::json j;
+    for (int m = 0; m < 2; ++m) {
+      const runner::PrefillStats& s = res[m].gen.prefill;
+      j[m ? "proxy" : "dense"] = {{"text", res[m].text},          {"correct", res[m].correct},
+                                  {"prefill_ms", s.prefill_ms},   {"attention_ms", s.attention_ms},
+                                  {"decode_tok_s", res[m].gen.decode_tokens_per_s()},
+                                  {"density", s.density}};
+    }
+    j["prompt_tokens"] = ids.size();
+    j["answers"] = answers;
+    j["attention_speedup"] = attn_speedup;
+    j["prefill_speedup"] = prefill_speedup;
+    j["figure"] = figure;
+    nlohmann::json cfg;
+    for (const ConfigField& f : config_fields()) cfg[f.name] = get_config_field(c, f.name);
+    j["config"] = cfg;
+    std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
+  }
+  return res[0].correct && res[1].correct ? 0 : 1;
+}
+
+}  // namespace proxyattn::cli
