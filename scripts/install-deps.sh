@@ -9,6 +9,7 @@ pkgs=(
   clang libclang-rt-14-dev
   python3 python3-dev python3-pip python3-numpy python3-pytest python3-pybind11 pybind11-dev libdlpack-dev
   sentencepiece python3-sentencepiece
+  libopenblas-dev libsentencepiece-dev libcairo2-dev
 )
 missing=()
 for p in "${pkgs[@]}"; do
