@@ -1,13 +1,25 @@
 // src/cpu/attend.cc: stage 7 on the CPU. Block-sparse attention with online softmax (fp32), one
 // (sequence, head, query block) per work item; selected key blocks are visited in ascending
-// order, so density 1 reproduces dense attention bit for bit. Only the diagonal tile is masked.
+// order, so density 1 reproduces dense attention bit for bit (dense is the same code over the
+// full causal list of 128-key blocks). Only blocks a row sees partially are masked.
+//
+// The micro-kernel comes from kernels::attend_kernel(active_isa()): AVX512-BF16 dot products for
+// bf16, AVX-512 FMA for fp32 (and for bf16 without AVX512-BF16). K and V are packed once per
+// call per (KV head, key block) and shared by the heads of the GQA group and every query block.
+// Work items are handed out longest first, the heads of one KV head next to each other; each
+// item is computed by one thread in a fixed order, so results do not depend on the thread count.
+// The scalar tier (PROXYATTN_CPU_ISA=scalar, or no AVX-512) is the portable loop below.
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+#include <memory>
 #include <vector>
 
+#include "common/check.h"
 #include "common/rules.h"
 #include "cpu/backend.h"
+#include "cpu/kernels/kernels.h"
 #include "cpu/parallel.h"
 #include "cpu/stages.h"
 
@@ -89,7 +101,7 @@ void attend_query_block(const Problem& p, const Sequence& s, std::int64_t b, std
 
 // Runs every (sequence, head, query block) of the problem; blocks_of fills the key blocks.
 template <typename BlocksOf>
-void run_items(const Problem& p, std::int64_t b, int num_threads, BlocksOf blocks_of) {
+void run_items_scalar(const Problem& p, std::int64_t b, int num_threads, BlocksOf blocks_of) {
   std::vector<WorkItem> items;
   std::vector<Sequence> seqs(p.shape.batch());
   for (std::int64_t i = 0; i < p.shape.batch(); ++i) {
@@ -113,10 +125,133 @@ void run_items(const Problem& p, std::int64_t b, int num_threads, BlocksOf block
   });
 }
 
+struct FreeDeleter {
+  void operator()(void* ptr) const { std::free(ptr); }
+};
+using AlignedBuffer = std::unique_ptr<char, FreeDeleter>;
+
+// 64-byte aligned (4 KB for large buffers: whole pages per thread), zero-initialised lazily by
+// the caller.
+AlignedBuffer aligned_buffer(std::size_t bytes) {
+  const std::size_t align = bytes >= (1u << 16) ? 4096 : 64;
+  const std::size_t size = (std::max<std::size_t>(bytes, 1) + align - 1) / align * align;
+  void* ptr = std::aligned_alloc(align, size);
+  PROXYATTN_CHECK(ptr != nullptr, "CPU attention scratch of ", size, " bytes: allocation failed");
+  return AlignedBuffer(static_cast<char*>(ptr));
+}
+
+struct Item {
+  std::int64_t seq, head, m, cost;
+};
+
+// The SIMD path: pack K/V, then one kernel call per (sequence, head, query block).
+template <typename BlocksOf>
+void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
+                    const kernels::AttendKernel& kernel, BlocksOf blocks_of) {
+  const std::int64_t Hq = p.shape.num_qo_heads, Hk = p.shape.num_kv_heads;
+  const std::int64_t D = p.shape.head_dim, Dp = (D + 15) / 16 * 16, group = p.shape.group_size();
+  const bool bf16 = p.dtype == DType::kBFloat16;
+  const std::size_t block_bytes = kernels::packed_block_bytes(kernel.layout, b, Dp);
+  const std::int64_t batch = p.shape.batch();
+  std::vector<Sequence> seqs(batch);
+  std::vector<std::int64_t> block_offset(batch + 1, 0);  // key blocks before sequence i
+  for (std::int64_t i = 0; i < batch; ++i) {
+    const std::int64_t n = p.shape.seq_len(i);
+    seqs[i] = Sequence{i, p.shape.cu_seqlens[i], n, (n + b - 1) / b};
+    block_offset[i + 1] = block_offset[i] + seqs[i].num_blocks;
+  }
+  const std::int64_t total_blocks = block_offset[batch];
+  const int threads = resolve_threads(num_threads);
+  // Packed K and V: [Hk][total_blocks] blocks of block_bytes each.
+  const AlignedBuffer k_packed = aligned_buffer(block_bytes * Hk * total_blocks);
+  const AlignedBuffer v_packed = aligned_buffer(block_bytes * Hk * total_blocks);
+  const std::size_t elem = dtype_size(p.dtype);
+  parallel_for(Hk * total_blocks, threads, [&](std::int64_t e) {
+    const std::int64_t kv = e / total_blocks, g = e % total_blocks;
+    const std::int64_t i = std::upper_bound(block_offset.begin(), block_offset.end(), g) -
+                           block_offset.begin() - 1;
+    const std::int64_t n = g - block_offset[i], k0 = n * b;
+    const int cols = static_cast<int>(std::min(b, seqs[i].n_tokens - k0));
+    const std::int64_t row0 = seqs[i].start + k0;
+    const auto* k = static_cast<const char*>(p.k) + (row0 * p.k_stride_n + kv * p.k_stride_h) * elem;
+    const auto* v = static_cast<const char*>(p.v) + (row0 * p.v_stride_n + kv * p.v_stride_h) * elem;
+    kernels::pack_block(kernel.layout, bf16, static_cast<int>(b), static_cast<int>(D),
+                        static_cast<int>(Dp), k, p.k_stride_n, v, p.v_stride_n, cols,
+                        k_packed.get() + e * block_bytes, v_packed.get() + e * block_bytes);
+  });
+  // Work items, costliest first; ties keep a KV head's query heads together (shared K/V in L2).
+  std::vector<Item> items;
+  std::vector<std::int64_t> list;
+  for (std::int64_t i = 0; i < batch; ++i) {
+    for (std::int64_t h = 0; h < Hq; ++h) {
+      for (std::int64_t m = 0; m < seqs[i].num_blocks; ++m) {
+        blocks_of(WorkItem{i, h, m}, list);
+        items.push_back({i, h, m, static_cast<std::int64_t>(list.size())});
+      }
+    }
+  }
+  std::stable_sort(items.begin(), items.end(), [&](const Item& x, const Item& y) {
+    if (x.cost != y.cost) return x.cost > y.cost;
+    if (x.seq != y.seq) return x.seq < y.seq;
+    if (x.head / group != y.head / group) return x.head / group < y.head / group;
+    if (x.m != y.m) return x.m < y.m;
+    return x.head < y.head;
+  });
+  const std::size_t scratch_floats =
+      kernels::scratch_layout(static_cast<int>(b), static_cast<int>(D), static_cast<int>(Dp)).total;
+  const std::size_t scratch_stride = (scratch_floats * sizeof(float) + 4095) / 4096 * 4096;
+  const AlignedBuffer scratch = aligned_buffer(scratch_stride * threads);
+  std::vector<std::vector<std::int64_t>> lists(threads);
+  std::vector<std::vector<std::int32_t>> blocks(threads);
+  parallel_for_workers(static_cast<std::int64_t>(items.size()), threads,
+                       [&](std::int64_t e, int slot) {
+    const Item& it = items[e];
+    const Sequence& s = seqs[it.seq];
+    blocks_of(WorkItem{it.seq, it.head, it.m}, lists[slot]);
+    blocks[slot].assign(lists[slot].begin(), lists[slot].end());
+    const std::int64_t kv = it.head / group, q0 = it.m * b;
+    kernels::AttendItem a;
+    a.block = static_cast<int>(b);
+    a.head_dim = static_cast<int>(D);
+    a.padded_dim = static_cast<int>(Dp);
+    a.bf16 = bf16;
+    a.scale = p.scale;
+    a.q0 = q0;
+    a.rows = static_cast<int>(std::min(b, s.n_tokens - q0));
+    a.n_tokens = s.n_tokens;
+    a.q = static_cast<const char*>(p.q) + ((s.start + q0) * p.q_stride_n + it.head * p.q_stride_h) * elem;
+    a.q_stride = p.q_stride_n;
+    a.key_blocks = blocks[slot].data();
+    a.num_key_blocks = static_cast<int>(blocks[slot].size());
+    const std::size_t base = (kv * total_blocks + block_offset[it.seq]) * block_bytes;
+    a.k_packed = k_packed.get() + base;
+    a.v_packed = v_packed.get() + base;
+    a.packed_block_bytes = block_bytes;
+    a.o = static_cast<char*>(p.o) + ((s.start + q0) * p.o_stride_n + it.head * p.o_stride_h) * elem;
+    a.o_stride = p.o_stride_n;
+    a.lse = p.lse != nullptr ? p.lse + it.head * p.lse_stride_h + s.start + q0 : nullptr;
+    a.scratch = reinterpret_cast<float*>(scratch.get() + slot * scratch_stride);
+    kernel.attend(a);
+  });
+}
+
+template <typename BlocksOf>
+void run_items(const Problem& p, std::int64_t b, int num_threads, BlocksOf blocks_of) {
+  const kernels::AttendKernel kernel =
+      kernels::attend_kernel(kernels::active_isa(), p.dtype == DType::kBFloat16);
+  if (kernel.attend == nullptr) {
+    run_items_scalar(p, b, num_threads, [&](const WorkItem& it, std::vector<std::int64_t>& out) {
+      blocks_of(it, out);
+    });
+  } else {
+    run_items_simd(p, b, num_threads, kernel, blocks_of);
+  }
+}
+
 }  // namespace
 
 void attend(const Problem& p, const Plan& plan, const Runtime& runtime) {
-  const WorkspaceLayout& l = plan.layout;
+  const PlanLayout& l = plan.layout;
   run_items(p, l.block_size, runtime.num_threads, [&](const WorkItem& it, std::vector<std::int64_t>& out) {
     const BlockIndex* order = plan.row_order(it.seq, it.head, it.m);
     const std::int32_t count = plan.counts[l.head_index(it.seq, it.head, it.m)];

@@ -1,0 +1,215 @@
+// src/cpu/kernels/attend_avx512.cc: flash attention with AVX-512 fp32 FMA (fp32 inputs on every
+// AVX-512 machine; bf16 inputs where AVX512-BF16 is missing, converted exactly to fp32). Compiled
+// with -mavx512f -mavx512bw -mavx512vl -mavx512dq -mfma; reached only through
+// kernels::attend_kernel() when the processor has AVX-512.
+//
+// Same structure as the vdpbf16ps kernel (attend_avx512bf16.cc): strips of R query rows, S in
+// R x NKV = 24 zmm accumulators (S[r][16 keys] += bcast(Q[r][d]) * Kp[d][16 keys]), base-2 online
+// softmax with vector exp2, O[r][16 dims] += bcast(P[r][k]) * Vp[k][16 dims]; masked blocks stop
+// each row's PV at its last visible key.
+#include "cpu/kernels/avx512_common.h"
+
+namespace proxyattn::cpu::kernels {
+namespace {
+
+// O rows (W zmm columns from c0, cw valid) = O * alpha + P[:, 0:keys] V[0:keys].
+template <int R, int W>
+inline void pv_chunk(float* const* acc, const float* alpha, const float* const* prow,
+                     const float* vp, int dp, int c0, int cw, int keys) {
+  __m512 o[R][W];
+  #pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+    const __m512 va = _mm512_set1_ps(alpha[r]);
+    #pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) o[r][c] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+    }
+  }
+  for (int k = 0; k < keys; ++k) {
+    __m512 pb[R];
+    #pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) pb[r] = _mm512_set1_ps(prow[r][k]);
+    const float* v = vp + static_cast<std::size_t>(k) * dp + 16 * c0;
+    #pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) {
+        const __m512 vv = _mm512_load_ps(v + 16 * c);
+        #pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) o[r][c] = _mm512_fmadd_ps(pb[r], vv, o[r][c]);
+      }
+    }
+  }
+  #pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+    #pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
+    }
+  }
+}
+
+template <int R, int NKV, int kD>
+void attend_item(const AttendItem& it) {
+  constexpr int kB = 16 * NKV;
+  constexpr int kW = 24 / R;
+  const int d = kD != 0 ? kD : it.head_dim;
+  const int dp = kD != 0 ? kD : it.padded_dim;
+  const int nc = dp / 16;
+  const ScratchLayout sl = scratch_layout(kB, d, dp);
+  float* acc = it.scratch + sl.acc;  // [b'][dp]
+  float* m = it.scratch + sl.m;      // [b']
+  float* l = it.scratch + sl.l;      // [b'][16]
+  float* pbuf = it.scratch + sl.p;   // [R][b]
+  float* qf = it.scratch + sl.q;     // [b'][d]
+  const int rows = it.rows;
+  const int srows = (rows + R - 1) / R * R;
+  for (int r = 0; r < srows; ++r) {
+    m[r] = kNegInf;
+    _mm512_store_ps(l + 16 * r, _mm512_setzero_ps());
+    for (int c = 0; c < dp; c += 16) _mm512_store_ps(acc + r * dp + c, _mm512_setzero_ps());
+    const int row = min_int(r, rows - 1);
+    float* dst = qf + static_cast<std::size_t>(r) * d;
+    if (it.bf16) {
+      const auto* src = static_cast<const std::uint16_t*>(it.q) + row * it.q_stride;
+      for (int c = 0; c < d; ++c) dst[c] = bf16_bits_to_float(src[c]);
+    } else {
+      const auto* src = static_cast<const float*>(it.q) + row * it.q_stride;
+      for (int c = 0; c < d; ++c) dst[c] = src[c];
+    }
+  }
+  const __m512 vc = _mm512_set1_ps(it.scale * kLog2e);
+  const std::size_t bytes = it.packed_block_bytes;
+
+  for (int kb = 0; kb < it.num_key_blocks; ++kb) {
+    const std::int64_t n = it.key_blocks[kb];
+    const std::int64_t k0 = n * kB;
+    const int cols = static_cast<int>(min_i64(kB, it.n_tokens - k0));
+    const auto* kp = reinterpret_cast<const float*>(static_cast<const char*>(it.k_packed) +
+                                                    n * bytes);  // [d][b]
+    const auto* vp = reinterpret_cast<const float*>(static_cast<const char*>(it.v_packed) +
+                                                    n * bytes);  // [b][dp]
+    for (int r0 = 0; r0 < rows; r0 += R) {
+      int valid[R];
+      bool full = true;
+      #pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) {
+        valid[r] = r0 + r < rows ? valid_keys(it.q0 + r0 + r, k0, cols) : 0;
+        full = full && valid[r] == kB;
+      }
+      const float* qrow = qf + static_cast<std::size_t>(r0) * d;
+      __m512 s[R][NKV];
+      #pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) {
+        #pragma GCC unroll 32
+        for (int j = 0; j < NKV; ++j) s[r][j] = _mm512_setzero_ps();
+      }
+      for (int c = 0; c < d; ++c) {
+        __m512 qb[R];
+        #pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) qb[r] = _mm512_set1_ps(qrow[r * d + c]);
+        const float* kc = kp + static_cast<std::size_t>(c) * kB;
+        #pragma GCC unroll 32
+        for (int j = 0; j < NKV; ++j) {
+          const __m512 kv = _mm512_load_ps(kc + 16 * j);
+          #pragma GCC unroll 32
+          for (int r = 0; r < R; ++r) s[r][j] = _mm512_fmadd_ps(qb[r], kv, s[r][j]);
+        }
+      }
+      float alpha[R];
+      #pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) {
+        alpha[r] = 1.0f;
+        const int row = r0 + r;
+        float* prow = pbuf + r * kB;
+        if (valid[r] == 0) continue;
+        __m512 mx = _mm512_set1_ps(kNegInf);
+        #pragma GCC unroll 32
+        for (int j = 0; j < NKV; ++j) {
+          mx = _mm512_mask_max_ps(mx, prefix_mask(valid[r] - 16 * j), mx, s[r][j]);
+        }
+        const float block_max = _mm512_reduce_max_ps(mx) * (it.scale * kLog2e);
+        if (!update_max(&m[row], block_max, &alpha[r])) {
+          valid[r] = 0;
+          continue;
+        }
+        const __m512 neg_m = _mm512_set1_ps(-m[row]);
+        __m512 sum = _mm512_setzero_ps();
+        #pragma GCC unroll 32
+        for (int j = 0; j < NKV; ++j) {
+          __m512 pj = exp2_ps(_mm512_fmadd_ps(s[r][j], vc, neg_m));
+          if (!full) pj = _mm512_maskz_mov_ps(prefix_mask(valid[r] - 16 * j), pj);
+          sum = _mm512_add_ps(sum, pj);
+          _mm512_store_ps(prow + 16 * j, pj);
+        }
+        float* lr = l + 16 * row;
+        _mm512_store_ps(lr, _mm512_fmadd_ps(_mm512_load_ps(lr), _mm512_set1_ps(alpha[r]), sum));
+      }
+      if (full) {
+        float* arow[R];
+        const float* prow[R];
+        #pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) {
+          arow[r] = acc + (r0 + r) * dp;
+          prow[r] = pbuf + r * kB;
+        }
+        for (int c0 = 0; c0 < nc; c0 += kW) {
+          pv_chunk<R, kW>(arow, alpha, prow, vp, dp, c0, min_int(kW, nc - c0), kB);
+        }
+      } else {
+        #pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) {
+          if (valid[r] == 0) continue;
+          float* arow[1] = {acc + (r0 + r) * dp};
+          const float* prow[1] = {pbuf + r * kB};
+          for (int c0 = 0; c0 < nc; c0 += 8) {
+            pv_chunk<1, 8>(arow, &alpha[r], prow, vp, dp, c0, min_int(8, nc - c0), valid[r]);
+          }
+        }
+      }
+    }
+  }
+  for (int r = 0; r < rows; ++r) {
+    const float lsum = _mm512_reduce_add_ps(_mm512_load_ps(l + 16 * r));
+    void* o = it.bf16 ? static_cast<void*>(static_cast<std::uint16_t*>(it.o) + r * it.o_stride)
+                      : static_cast<void*>(static_cast<float*>(it.o) + r * it.o_stride);
+    store_row(acc + r * dp, m[r], lsum, d, it.bf16, o, it.lse != nullptr ? it.lse + r : nullptr);
+  }
+}
+
+}  // namespace
+
+void attend_avx512_fp32(const AttendItem& it) {
+  const bool b128 = it.block == 128;
+  switch (it.head_dim) {
+    case 64: return b128 ? attend_item<3, 8, 64>(it) : attend_item<6, 4, 64>(it);
+    case 128: return b128 ? attend_item<3, 8, 128>(it) : attend_item<6, 4, 128>(it);
+    default: return b128 ? attend_item<3, 8, 0>(it) : attend_item<6, 4, 0>(it);
+  }
+}
+
+double peak_avx512_fp32_loop(double seconds) {
+  __m512 acc[24];
+  #pragma GCC unroll 32
+  for (int i = 0; i < 24; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i) * 1e-3f);
+  __m512 a = _mm512_set1_ps(1.0f), b = _mm512_set1_ps(1e-30f);
+  __asm__("" : "+v"(a), "+v"(b));  // opaque: keeps real FMAs (no folding into adds)
+  const std::int64_t per_round = 1 << 16;
+  std::int64_t rounds = 0;
+  const double t0 = now_seconds();
+  double t = t0;
+  do {
+    for (std::int64_t i = 0; i < per_round; ++i) {
+      #pragma GCC unroll 32
+      for (int k = 0; k < 24; ++k) acc[k] = _mm512_fmadd_ps(a, b, acc[k]);
+    }
+    ++rounds;
+    t = now_seconds();
+  } while (t - t0 < seconds);
+  __m512 total = acc[0];
+  #pragma GCC unroll 32
+  for (int i = 1; i < 24; ++i) total = _mm512_add_ps(total, acc[i]);
+  sink_float(_mm512_reduce_add_ps(total));
+  return static_cast<double>(rounds) * per_round * 24 * 32 / (t - t0) * 1e-9;
+}
+
+}  // namespace proxyattn::cpu::kernels

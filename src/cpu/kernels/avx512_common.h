@@ -1,0 +1,137 @@
+// src/cpu/kernels/avx512_common.h: AVX-512 helpers shared by the AVX-512 kernel translation units
+// only (never include from a baseline unit). Everything has internal linkage (anonymous
+// namespace), so no AVX-512 copy of an inline function can leak to baseline code.
+#pragma once
+
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+#include <immintrin.h>
+
+#include <math.h>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <time.h>
+
+#include "cpu/kernels/kernels.h"
+
+namespace proxyattn::cpu::kernels {
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// 2^x for x <= 0 (larger x is fine up to 127); NaN stays NaN. x is clamped at -125 so the smallest result is
+// the normal 2^-125 (never a denormal, never NaN from -inf); n = round(x), f = x - n in
+// [-0.5, 0.5], 2^f by a degree-5 Taylor polynomial (max relative error ~3e-6, below bf16's 2^-9),
+// then scaled by 2^n with vscalefps. Callers zero masked lanes themselves.
+inline __m512 exp2_ps(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-125.0f), x);  // a NaN x is the second operand: kept
+  const __m512 n = _mm512_roundscale_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(x, n);
+  __m512 p = _mm512_set1_ps(1.3333558146e-3f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291076e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504108665e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022650696e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718056e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// Lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
+inline __mmask16 prefix_mask(int n) {
+  if (n <= 0) return 0;
+  if (n >= 16) return 0xFFFF;
+  return static_cast<__mmask16>((1u << n) - 1u);
+}
+
+inline int min_int(int a, int b) { return a < b ? a : b; }
+inline std::int64_t min_i64(std::int64_t a, std::int64_t b) { return a < b ? a : b; }
+inline std::int64_t max_i64(std::int64_t a, std::int64_t b) { return a > b ? a : b; }
+
+inline float bf16_bits_to_float(std::uint16_t bits) {
+  const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;
+  float f;
+  std::memcpy(&f, &u, sizeof(f));
+  return f;
+}
+
+// Round to nearest even, NaN stays NaN (as the library's float_to_bf16).
+inline std::uint16_t float_to_bf16_bits(float f) {
+  std::uint32_t u;
+  std::memcpy(&u, &f, sizeof(u));
+  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((u >> 16) | 0x40u);
+  const std::uint32_t rounding = 0x7fffu + ((u >> 16) & 1u);
+  return static_cast<std::uint16_t>((u + rounding) >> 16);
+}
+
+// Key validity of one query row (token t) against key block [k0, k0 + cols): keys k0..t (causal)
+// and below cols.
+inline int valid_keys(std::int64_t t, std::int64_t k0, int cols) {
+  const std::int64_t causal = t - k0 + 1;
+  return static_cast<int>(max_i64(0, min_i64(causal, cols)));
+}
+
+// Softmax state of one row after a block: running max m (log2 units, scale folded in), alpha
+// = 2^(m_old - m_new) (0 when m_old was -inf), m updated in place. Returns false when the row has
+// no finite max yet (nothing to add). The block max is NaN-sticky only through the lanes that
+// vmaxps keeps (a NaN in the second operand); any NaN score also turns its p, hence l, into NaN.
+inline bool update_max(float* m, float block_max_scaled, float* alpha) {
+  const float m_old = *m;
+  if (block_max_scaled != block_max_scaled) {  // a NaN score: the row becomes NaN, as dense does
+    *m = block_max_scaled;
+    *alpha = block_max_scaled;
+    return true;
+  }
+  const float m_new = block_max_scaled > m_old ? block_max_scaled : m_old;  // NaN keeps m_old
+  if (m_new == kNegInf) {
+    *alpha = 1.0f;
+    return false;
+  }
+  *alpha = m_old == kNegInf ? 0.0f : exp2f(m_old - m_new);
+  *m = m_new;
+  return true;
+}
+
+// Writes the epilogue of one row: O = acc / l (D elements, bf16 or fp32), LSE = m ln2 + ln l;
+// a row that attended nothing gets O = 0 and LSE = -inf.
+inline void store_row(const float* acc, float m, float l, int d, bool bf16, void* o, float* lse) {
+  const bool empty = m == kNegInf;
+  const float inv = empty ? 0.0f : 1.0f / l;
+  if (bf16) {
+    auto* out = static_cast<std::uint16_t*>(o);
+    for (int c = 0; c < d; ++c) out[c] = float_to_bf16_bits(acc[c] * inv);
+  } else {
+    auto* out = static_cast<float*>(o);
+    int c = 0;
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (; c + 16 <= d; c += 16) {
+      _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_loadu_ps(acc + c), vinv));
+    }
+    if (c < d) {
+      const __mmask16 k = prefix_mask(d - c);
+      _mm512_mask_storeu_ps(out + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv));
+    }
+  }
+  if (lse != nullptr) *lse = empty ? kNegInf : m * kLn2 + logf(l);
+}
+
+// Monotonic seconds (clock_gettime: no inline library templates in ISA units).
+inline double now_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// Keeps a benchmark result alive.
+inline void sink_float(float x) {
+  static volatile float sink;
+  sink = x;
+  (void)sink;
+}
+
+}  // namespace
+}  // namespace proxyattn::cpu::kernels

@@ -1,0 +1,127 @@
+// src/cpu/kernels/kernels.h: the CPU attention micro-kernels behind run-time dispatch. This header
+// is ISA-free: baseline translation units include it, and each ISA tier (kernels/avx512*.cc) is
+// compiled with its own target flags and reached only through the function pointers below, so
+// the library runs on any x86-64 (docs/STYLE.md, dispatch).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace proxyattn::cpu::kernels {
+
+/// \brief The instruction tiers the CPU kernels are written for, weakest first.
+enum class Isa : int { kScalar = 0, kAvx512 = 1, kAvx512Bf16 = 2, kAmx = 3 };
+
+/// \brief How K and V of one key block are packed for a kernel.
+/// kBf16Pairs: K as [head_dim/2][block][2] bf16, V as [block/2][padded_dim][2] bf16 (dword =
+///   one bf16 pair along the reduction dimension, the vdpbf16ps operand layout).
+/// kFp32: K as [head_dim][block] fp32, V as [block][padded_dim] fp32.
+enum class PackLayout : int { kBf16Pairs = 0, kFp32 = 1 };
+
+/// \brief One (head, query block) of attention: Q rows, the ascending key blocks to visit, packed
+/// K/V of the head's KV head, output and per-thread scratch. Tokens are relative to the sequence.
+struct AttendItem {
+  // Geometry.
+  int block = 0;               // b: 64 or 128 (query and key block size)
+  int head_dim = 0;            // D, a multiple of 8
+  int padded_dim = 0;          // Dp = D rounded up to 16
+  bool bf16 = false;           // input/output dtype: bf16 when true, fp32 otherwise
+  float scale = 0.0f;          // softmax scale (natural-log units)
+  std::int64_t q0 = 0;         // first query token of the block (m * b)
+  int rows = 0;                // query rows in this block (b, or fewer at the end)
+  std::int64_t n_tokens = 0;   // N: keys of the sequence
+  // Operands.
+  const void* q = nullptr;     // [rows] rows of D elements at q + r * q_stride
+  std::int64_t q_stride = 0;   // elements between consecutive query rows
+  const std::int32_t* key_blocks = nullptr;  // [num_key_blocks] ascending
+  int num_key_blocks = 0;
+  const void* k_packed = nullptr;  // block n at k_packed + n * packed_block_bytes (PackLayout)
+  const void* v_packed = nullptr;  // same
+  std::size_t packed_block_bytes = 0;
+  void* o = nullptr;           // [rows] rows of D elements at o + r * o_stride
+  std::int64_t o_stride = 0;
+  float* lse = nullptr;        // [rows] at lse[r], optional
+  // Per-thread scratch (64-byte aligned), sized by scratch_floats().
+  float* scratch = nullptr;
+};
+
+/// \brief Floats of scratch one AttendItem needs for block b and padded head_dim dp.
+/// Rows are b + kExtraRows so a strip of up to 8 rows may run past the block's last row.
+constexpr int kExtraRows = 8;
+// Helpers here are `static inline`: each translation unit keeps its own copy, so one compiled
+// with AVX-512 flags can never be the copy a baseline unit links to.
+static inline std::size_t round16(std::size_t n) { return (n + 15) / 16 * 16; }
+
+/// \brief Scratch layout of one AttendItem (offsets in floats, each part 64-byte aligned):
+/// acc [b'][dp], m [b'], l [b'][16], P strip [8][b], Q [b'][d] in fp32, with b' = b + kExtraRows.
+struct ScratchLayout {
+  std::size_t acc, m, l, p, q, total;
+};
+static inline ScratchLayout scratch_layout(int b, int d, int dp) {
+  const std::size_t rows = static_cast<std::size_t>(b) + kExtraRows;
+  ScratchLayout s{};
+  s.acc = 0;
+  s.m = s.acc + round16(rows * dp);
+  s.l = s.m + round16(rows);
+  s.p = s.l + round16(rows * 16);
+  s.q = s.p + round16(8 * static_cast<std::size_t>(b));
+  s.total = s.q + round16(rows * d);
+  return s;
+}
+
+/// \brief Packed bytes of one key block of K (or V) for a layout.
+static inline std::size_t packed_block_bytes(PackLayout layout, int b, int dp) {
+  const std::size_t elems = static_cast<std::size_t>(b) * dp;
+  return layout == PackLayout::kBf16Pairs ? elems * 2 : elems * 4;
+}
+
+using AttendFn = void (*)(const AttendItem& item);
+
+/// \brief A kernel for one (ISA, dtype): its pack layout and its attention entry.
+struct AttendKernel {
+  Isa isa = Isa::kScalar;
+  PackLayout layout = PackLayout::kFp32;
+  AttendFn attend = nullptr;
+  const char* name = "";
+};
+
+/// \brief Bits the processor and OS support (cpuid + xgetbv, AMX permission requested).
+struct CpuFeatures {
+  bool avx512 = false;       // F, BW, VL, DQ with OS zmm state
+  bool avx512_bf16 = false;  // plus AVX512_BF16
+  bool amx = false;          // AMX-TILE + AMX-BF16, OS tile state, permission granted
+};
+
+/// \brief Detected once per process.
+const CpuFeatures& cpu_features();
+/// \brief Best tier the machine has.
+Isa best_isa();
+/// \brief The tier kernels run: PROXYATTN_CPU_ISA (scalar|avx512|avx512bf16|amx) if set, else
+/// best_isa(). Throws proxyattn::Error if the variable names an unknown tier or one the machine
+/// lacks. Read on every call (cheap), so tests can switch tiers.
+Isa active_isa();
+/// \brief "scalar", "avx512", "avx512bf16" or "amx".
+const char* isa_name(Isa isa);
+/// \brief Whether the machine can run tier isa.
+bool isa_supported(Isa isa);
+
+/// \brief The attention kernel for tier isa and bf16/fp32 inputs; attend == nullptr for the
+/// scalar tier (the portable loop in attend.cc runs instead).
+AttendKernel attend_kernel(Isa isa, bool bf16);
+
+/// \brief Packs key block [k0, k0 + cols) of one KV head (rows of D elements at k + t * k_stride,
+/// v likewise) into k_dst / v_dst in `layout`; keys cols..b-1 are zero.
+void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* k,
+                std::int64_t k_stride, const void* v, std::int64_t v_stride, int cols, void* k_dst,
+                void* v_dst);
+
+// Per-tier entries (defined in the tier's translation unit, called only where supported).
+void attend_avx512_fp32(const AttendItem& item);      // fp32 FMA on fp32 or bf16 inputs
+void attend_avx512bf16(const AttendItem& item);       // vdpbf16ps on bf16 inputs
+/// \brief Sum over `threads` concurrent loops of independent zmm FMAs (fp32) or vdpbf16ps
+/// (bf16), in GFLOP/s; 0 if the tier is missing.
+double peak_avx512_fp32_loop(double seconds);          // one thread's GFLOP/s
+double peak_avx512bf16_loop(double seconds);           // one thread's GFLOP/s
+double peak_amx_bf16_loop(double seconds);             // one thread's GFLOP/s
+
+}  // namespace proxyattn::cpu::kernels

@@ -1,0 +1,60 @@
+// src/cpu/kernels/pack.cc: packs one key block of K and V into a kernel's layout (kernels.h,
+// PackLayout). Runs once per (KV head, key block) per call; the heads of a GQA group and every
+// query block share the result. Baseline code.
+#include <cstring>
+
+#include "common/numeric.h"
+#include "cpu/kernels/kernels.h"
+
+namespace proxyattn::cpu::kernels {
+
+void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* k,
+                std::int64_t k_stride, const void* v, std::int64_t v_stride, int cols, void* k_dst,
+                void* v_dst) {
+  const std::size_t bytes = packed_block_bytes(layout, b, dp);
+  if (cols < b || dp != d) {
+    std::memset(k_dst, 0, bytes);
+    std::memset(v_dst, 0, bytes);
+  }
+  if (layout == PackLayout::kBf16Pairs) {
+    // K [d/2][b][2]: a 32-bit transpose of K viewed as [keys][d/2] dwords.
+    auto* kd = static_cast<std::uint32_t*>(k_dst);
+    const auto* ks = static_cast<const std::uint16_t*>(k);
+    for (int t = 0; t < cols; ++t) {
+      const std::uint16_t* row = ks + t * k_stride;
+      for (int p = 0; p < d / 2; ++p) {
+        std::uint32_t w;
+        std::memcpy(&w, row + 2 * p, sizeof(w));
+        kd[static_cast<std::size_t>(p) * b + t] = w;
+      }
+    }
+    // V [b/2][dp][2]: rows t and t + 1 interleaved.
+    auto* vd = static_cast<std::uint16_t*>(v_dst);
+    const auto* vs = static_cast<const std::uint16_t*>(v);
+    for (int t = 0; t < cols; ++t) {
+      const std::uint16_t* row = vs + t * v_stride;
+      std::uint16_t* dst = vd + static_cast<std::size_t>(t / 2) * dp * 2 + (t & 1);
+      for (int c = 0; c < d; ++c) dst[2 * c] = row[c];
+    }
+    return;
+  }
+  // fp32: K [d][b], V [b][dp].
+  auto* kd = static_cast<float*>(k_dst);
+  auto* vd = static_cast<float*>(v_dst);
+  for (int t = 0; t < cols; ++t) {
+    float* vrow = vd + static_cast<std::size_t>(t) * dp;
+    if (bf16) {
+      const auto* krow = static_cast<const std::uint16_t*>(k) + t * k_stride;
+      const auto* vs = static_cast<const std::uint16_t*>(v) + t * v_stride;
+      for (int c = 0; c < d; ++c) kd[static_cast<std::size_t>(c) * b + t] = bf16_to_float(krow[c]);
+      for (int c = 0; c < d; ++c) vrow[c] = bf16_to_float(vs[c]);
+    } else {
+      const auto* krow = static_cast<const float*>(k) + t * k_stride;
+      const auto* vs = static_cast<const float*>(v) + t * v_stride;
+      for (int c = 0; c < d; ++c) kd[static_cast<std::size_t>(c) * b + t] = krow[c];
+      std::memcpy(vrow, vs, sizeof(float) * d);
+    }
+  }
+}
+
+}  // namespace proxyattn::cpu::kernels
