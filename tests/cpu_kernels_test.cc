@@ -284,5 +284,15 @@ TEST(KernelDispatch, InfoAndPeak) {
   EXPECT_EQ(cpu_amx_peak_gflops(1, 0.02) > 0.0, info.has_amx);
 }
 
+// Any positive thread count is valid (more threads than work items too) and gives the same bytes.
+TEST(KernelThreads, ManyThreadsSameBytes) {
+  const Workload w = make_workload({300}, 4, 2, 64, DType::kBFloat16, WorkloadKind::kRandom, 4);
+  Output a = testing::make_output(w), b = testing::make_output(w);
+  dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), a.o_view, &a.lse_view, 0.0f, Runtime{1});
+  dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), b.o_view, &b.lse_view, 0.0f, Runtime{64});
+  EXPECT_TRUE(same_bytes(a.o, b.o));
+  EXPECT_TRUE(same_bytes(a.lse, b.lse));
+}
+
 }  // namespace
 }  // namespace proxyattn

@@ -200,9 +200,11 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
   const std::size_t scratch_floats =
       kernels::scratch_layout(static_cast<int>(b), static_cast<int>(D), static_cast<int>(Dp)).total;
   const std::size_t scratch_stride = (scratch_floats * sizeof(float) + 4095) / 4096 * 4096;
-  const AlignedBuffer scratch = aligned_buffer(scratch_stride * threads);
-  std::vector<std::vector<std::int64_t>> lists(threads);
-  std::vector<std::vector<std::int32_t>> blocks(threads);
+  // parallel_for_workers hands out slots below min(threads, items).
+  const std::size_t workers = std::min<std::size_t>(threads, std::max<std::size_t>(items.size(), 1));
+  const AlignedBuffer scratch = aligned_buffer(scratch_stride * workers);
+  std::vector<std::vector<std::int64_t>> lists(workers);
+  std::vector<std::vector<std::int32_t>> blocks(workers);
   parallel_for_workers(static_cast<std::int64_t>(items.size()), threads,
                        [&](std::int64_t e, int slot) {
     const Item& it = items[e];

@@ -1,10 +1,14 @@
-// src/cpu/parallel.cc: parallel_for over std::thread with an atomic work counter.
+// src/cpu/parallel.cc: parallel_for over std::thread with an atomic work counter. A thread the
+// machine cannot start is a proxyattn::Error (the started ones are joined first), never an abort.
 #include "cpu/parallel.h"
+
+#include "common/check.h"
 
 #include <algorithm>
 #include <atomic>
 #include <exception>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -42,8 +46,15 @@ void parallel_for_workers(std::int64_t n, int num_threads,
     }
   };
   std::vector<std::thread> pool;
-  pool.reserve(threads - 1);
-  for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+  try {
+    pool.reserve(threads - 1);
+    for (int t = 1; t < threads; ++t) pool.emplace_back(worker, t);
+  } catch (const std::exception& e) {  // std::system_error (no thread) or std::bad_alloc
+    next = n;  // started workers stop after their current item
+    for (std::thread& t : pool) t.join();
+    PROXYATTN_FAIL("num_threads = ", num_threads, ": could start only ", pool.size() + 1,
+                   " of ", threads, " threads (", e.what(), ")");
+  }
   worker(0);
   for (std::thread& t : pool) t.join();
   if (error) std::rethrow_exception(error);

@@ -11,7 +11,9 @@ namespace proxyattn::cpu {
 int resolve_threads(int requested);
 
 /// \brief Calls fn(i) for i in [0, n) on up to num_threads threads (items handed out in order).
-/// The first exception thrown by fn is rethrown after every thread has finished.
+/// The first exception thrown by fn is rethrown after every thread has finished. Any positive
+/// num_threads is valid; if the machine cannot start that many threads, proxyattn::Error is
+/// thrown after the started ones have been joined.
 void parallel_for(std::int64_t n, int num_threads, const std::function<void(std::int64_t)>& fn);
 
 /// \brief As parallel_for, but fn(i, worker) also gets the worker's index in
