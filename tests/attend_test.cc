@@ -24,11 +24,11 @@
 #include <vector>
 
 #include "common/numeric.h"
-#include "cpu/conformance.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/reference.h"
 #include "proxyattn/proxyattn.h"
-#include "testing/compare.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/compare.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 
@@ -47,7 +47,7 @@ double lse_tolerance() { return 1e-3; }  // fp32 accumulation on both dtypes
 
 // Checks out (and its lse) against the reference with the STYLE.md pass rule.
 void expect_matches(const Workload& w, const Output& out, const Reference& ref, float scale = 0.0f) {
-  const Problem p = testing::problem_of(w, &out, scale);
+  const reference::Operands p = testing::operands_of(w, &out, scale);
   const OutputError e = compare_output(p, ref.out, ref.lse);
   const double tol = ref.bound(w.spec.dtype);  // 2x the same-precision naive error + noise
   EXPECT_EQ(e.non_finite, 0) << "NaN/Inf where the reference is finite";
@@ -126,7 +126,7 @@ TEST_P(AttendSweep, MatchesReference) {
   Plan p;
   if (source == Source::kReferencePlan) {
     Config c = sparse_config(block);
-    const auto ref_plan = reference::plan(testing::problem_of(w, nullptr), c);
+    const auto ref_plan = reference::plan(testing::operands_of(w, nullptr), c);
     ws = Buffer(workspace_size(w.shape(), c));
     p = reference::to_plan(ref_plan, w.shape(), c, ws.workspace(), 0.0f);
   } else {
@@ -186,7 +186,7 @@ TEST(Attend, UserMaskWithEmptyRowsGivesZeroAndNegInf) {
       }
     }
     // The rest matches the reference (compare_output skips the -inf LSE rows as equal).
-    const OutputError e = compare_output(testing::problem_of(w, &out), ref.out, ref.lse);
+    const OutputError e = compare_output(testing::operands_of(w, &out), ref.out, ref.lse);
     EXPECT_LE(e.rel_error, ref.bound(dtype));
     EXPECT_LE(e.lse_max_abs_error, lse_tolerance());
     EXPECT_EQ(e.non_finite, 0);

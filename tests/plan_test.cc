@@ -25,11 +25,11 @@
 #include <vector>
 
 #include "common/numeric.h"
-#include "cpu/conformance.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/reference.h"
 #include "proxyattn/proxyattn.h"
-#include "testing/compare.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/compare.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 
@@ -49,8 +49,8 @@ bool full_level() {
 // Every row's ranking is a permutation of [0, m], counts are in [0, m + 1] and at least the
 // forced blocks, and heads of a group select nested prefixes (below the last block).
 void expect_plan_invariants(const Plan& p, const Config& c) {
-  const WorkspaceLayout& l = p.layout;
-  const std::int64_t per_group = l.num_qo_heads / l.num_groups;
+  const PlanLayout& l = p.layout;
+  const std::int64_t per_group = l.num_qo_heads / l.num_proxy_heads;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];
     for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
@@ -103,7 +103,7 @@ struct PlanArrays {
 };
 
 PlanArrays arrays_of(const Plan& p) {
-  const WorkspaceLayout& l = p.layout;
+  const PlanLayout& l = p.layout;
   PlanArrays a;
   a.group_order.assign(p.group_order, p.group_order + l.order_offset[l.batch]);
   a.last_order.assign(p.last_order, p.last_order + l.head_offset[l.batch]);
@@ -122,7 +122,7 @@ Workload make(std::vector<std::int32_t> lens, std::int64_t hq, std::int64_t hkv,
 void expect_conforms(const Workload& w, const Config& c, int threads = 2) {
   Buffer ws(workspace_size(w.shape(), c));
   const Plan p = plan(w.q_view(), w.k_view(), w.seqlens(), c, ws.workspace(), Runtime{threads});
-  const auto ref = reference::plan(testing::problem_of(w, nullptr, c.scale), c);
+  const auto ref = reference::plan(testing::operands_of(w, nullptr, c.scale), c);
   const PlanConformance r = check_plan(ref, p, c);
   EXPECT_TRUE(r.ok) << r.first_failure << " (" << r.budget_mismatches << " budget and "
                     << r.selection_mismatches << " selection mismatches of " << r.rows_checked
@@ -370,7 +370,7 @@ TEST(Plan, NanInputsDoNotCrashAndTakeFullBudgets) {
       Buffer ws(workspace_size(w.shape(), c));
       Plan p;
       ASSERT_NO_THROW(p = plan(w.q_view(), w.k_view(), w.seqlens(), c, ws.workspace(), Runtime{2}));
-      const auto ref = reference::plan(testing::problem_of(w, nullptr, c.scale), c);
+      const auto ref = reference::plan(testing::operands_of(w, nullptr, c.scale), c);
       const PlanConformance r = check_plan(ref, p, c);
       EXPECT_TRUE(r.ok) << "case " << where << " " << to_string(dtype) << ": " << r.first_failure;
       expect_plan_invariants(p, c);
@@ -531,7 +531,7 @@ TEST(Plan, EmptySequenceBudgetsOnReusedWorkspace) {
     EXPECT_EQ(s.budgets[4 + h], 0) << "head " << h << " of the empty sequence";
     EXPECT_EQ(s.density[4 + h], 1.0f);
   }
-  const auto ref = reference::plan(testing::problem_of(second, nullptr, c.scale), c);
+  const auto ref = reference::plan(testing::operands_of(second, nullptr, c.scale), c);
   const PlanConformance r = check_plan(ref, p, c);
   EXPECT_TRUE(r.ok) << r.first_failure;
 }

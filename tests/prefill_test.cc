@@ -19,11 +19,11 @@
 #include <vector>
 
 #include "common/numeric.h"
-#include "cpu/conformance.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/reference.h"
 #include "proxyattn/proxyattn.h"
-#include "testing/compare.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/compare.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 
@@ -37,7 +37,7 @@ using testing::Workload;
 using testing::WorkloadKind;
 
 void expect_matches(const Workload& w, const Output& out, const Reference& ref) {
-  const OutputError e = compare_output(testing::problem_of(w, &out), ref.out, ref.lse);
+  const OutputError e = compare_output(testing::operands_of(w, &out), ref.out, ref.lse);
   const double tol = ref.bound(w.spec.dtype);  // 2x the same-precision naive error + noise
   EXPECT_EQ(e.non_finite, 0) << "NaN/Inf where the reference is finite";
   EXPECT_TRUE(output_conforms(e, tol, w.spec.dtype))
@@ -81,7 +81,7 @@ TEST_P(PrefillVarlen, EndToEnd) {
   expect_matches(w, out, testing::reference_attend(w, block, p.to_dense()));
 
   // The plan conforms to the reference's.
-  const auto ref = reference::plan(testing::problem_of(w, nullptr), c);
+  const auto ref = reference::plan(testing::operands_of(w, nullptr), c);
   const PlanConformance r = check_plan(ref, p, c);
   EXPECT_TRUE(r.ok) << r.first_failure;
 

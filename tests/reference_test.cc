@@ -17,10 +17,10 @@
 
 #include "common/numeric.h"
 #include "common/rules.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/reference.h"
 #include "proxyattn/proxyattn.h"
-#include "testing/compare.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/compare.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 namespace {
@@ -53,7 +53,7 @@ Config sparse_config(int block, int stride, double gamma) {
 }
 
 std::vector<reference::SeqPlan> ref_plan(const Workload& w, const Config& c) {
-  return reference::plan(testing::problem_of(w, nullptr, c.scale), c);
+  return reference::plan(testing::operands_of(w, nullptr, c.scale), c);
 }
 
 std::vector<std::int32_t> group_row(const reference::SeqPlan& sp, std::int64_t j, std::int64_t m) {
@@ -346,9 +346,9 @@ TEST(ReferenceRules, RankingNanLastTiesToSmallerForcedFirst) {
   EXPECT_EQ(rules::count_from_density(0.5, 4, 2), 3);
   EXPECT_EQ(rules::count_from_density(1.0, 4, 2), 5);
   EXPECT_EQ(rules::count_from_density(1e-9, 4, 0), 1);
-  EXPECT_EQ(rules::clamp_budget(1, 3, -1, 10), 3);
+  EXPECT_EQ(rules::clamp_budget(1, 3, Config::kUnbounded, 10), 3);
   EXPECT_EQ(rules::clamp_budget(9, 0, 4, 10), 4);
-  EXPECT_EQ(rules::clamp_budget(9, 20, -1, 6), 6);
+  EXPECT_EQ(rules::clamp_budget(9, 20, Config::kUnbounded, 6), 6);
 }
 
 TEST(ReferenceNaN, NanKeyAtUnsampledPositionMakesBudgetFull) {

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "proxyattn/proxyattn.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 namespace {

@@ -22,47 +22,35 @@ namespace proxyattn {
 using BlockIndex = std::int16_t;  ///< key block index; nb <= kMaxBlocks
 constexpr std::int64_t kMaxBlocks = 32767;
 
-/// \brief Offsets of every plan array and scratch buffer inside the workspace, derived on the
-/// host from shapes and config alone. Offsets are in bytes; every array is 256-byte aligned.
-struct WorkspaceLayout {
-  std::int64_t batch = 0, num_qo_heads = 0, num_kv_heads = 0, num_groups = 0, block_size = 0;
+/// \brief Where each sequence's rows live in the plan's arrays, derived on the host from shapes and
+/// config alone.
+struct PlanLayout {
+  std::int64_t batch = 0, num_qo_heads = 0, num_kv_heads = 0, num_proxy_heads = 0, block_size = 0;
   std::int64_t stride = 0, head_dim = 0;
   std::vector<std::int32_t> cu_seqlens;    // [batch + 1]
   std::vector<std::int64_t> num_blocks;    // [batch]      nb_i
   std::vector<std::int64_t> order_offset;  // [batch + 1]  elements, start of seq i in group_order
   std::vector<std::int64_t> head_offset;   // [batch + 1]  elements, start of seq i in counts
-  std::vector<std::int64_t> sample_offset; // [batch + 1]  rows, start of seq i in proxy buffers
   std::vector<std::uint8_t> is_dense;      // [batch]      1 when seq i runs dense
 
-  // Byte offsets into the workspace.
-  std::size_t group_order_bytes = 0, last_order_bytes = 0, counts_bytes = 0, budgets_bytes = 0,
-              density_bytes = 0, flags_bytes = 0;                        // the plan
-  std::size_t block_scores_bytes = 0, mass_bytes = 0, proxy_q_bytes = 0, proxy_k_bytes = 0;  // scratch
-  /// CUDA stage 5 scratch: per-(head, key block, last row) softmax partials, float2, sized for the
-  /// largest non-dense sequence and reused by each in turn.
-  std::size_t mass_partials_bytes = 0;
-  std::size_t total_bytes = 0;
-
   /// Query heads per proxy group: group j holds query heads [j * heads_per_group(), ...).
-  std::int64_t heads_per_group() const { return num_qo_heads / num_groups; }
+  std::int64_t heads_per_group() const { return num_qo_heads / num_proxy_heads; }
   static std::int64_t tri(std::int64_t nb) { return nb * (nb + 1) / 2; }
-  /// Element index of row m of (seq, group) in group_order and block_scores.
+  /// Element index of row m of (seq, group) in group_order.
   std::int64_t order_index(std::int64_t seq, std::int64_t group, std::int64_t m) const {
     return order_offset[seq] + group * tri(num_blocks[seq]) + m * (m + 1) / 2;
   }
-  /// Element index of (seq, head, m) in counts and mass, or of (seq, head, n) in last_order.
+  /// Element index of (seq, head, m) in counts, or of (seq, head, n) in last_order.
   std::int64_t head_index(std::int64_t seq, std::int64_t head, std::int64_t m) const {
     return head_offset[seq] + head * num_blocks[seq] + m;
   }
   std::int64_t group_of_head(std::int64_t head) const { return head / heads_per_group(); }
 };
 
-/// \brief Lays out the workspace for a shape and config (validated by the caller).
-WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& config);
-
-/// \brief A plan: views into the workspace plus the host-side layout. Cheap to copy.
+/// \brief A plan: views into the workspace plus the host-side layout. A copy shares the arrays
+/// (they stay in the workspace) and copies the layout's per-sequence vectors (O(batch)).
 struct Plan {
-  WorkspaceLayout layout;
+  PlanLayout layout;
   Device device = Device::kCPU;
   int device_id = 0;
   float scale = 0.0f;  ///< softmax scale of the plan's attention; 0 = 1/sqrt(head_dim)
@@ -94,8 +82,15 @@ struct Plan {
 };
 
 /// \brief A host copy of a plan's arrays and a host Plan viewing them (device plans are copied
-/// with a synchronizing copy). Move-only in spirit: the view points into this object's vectors.
+/// with a synchronizing copy). Move-only: `plan` views this object's own vectors, whose storage a
+/// move keeps and a copy would not.
 struct HostPlan {
+  HostPlan() = default;
+  HostPlan(HostPlan&&) = default;
+  HostPlan& operator=(HostPlan&&) = default;
+  HostPlan(const HostPlan&) = delete;
+  HostPlan& operator=(const HostPlan&) = delete;
+
   std::vector<BlockIndex> group_order, last_order;
   std::vector<std::int32_t> counts, budgets;
   std::vector<float> density;
@@ -106,9 +101,9 @@ HostPlan copy_to_host(const Plan& plan);
 /// \brief Builds a plan from a user's block mask, [sum_i num_qo_heads * nb_i * nb_i] bytes in the
 /// layout of to_dense() (entries above the diagonal are ignored). Within each group and query
 /// block (but the last) the heads' selections must be nested; the last block is per head.
-/// Throws Error naming the first (seq, group, block) that is not nested. Host memory only; use
-/// copy_plan_to_device for CUDA.
-Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_groups,
+/// Throws Error naming the first (seq, group, block) that is not nested. Host memory only;
+/// copy_plan() (proxyattn/device.h) takes it to a CUDA workspace.
+Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_proxy_heads,
                           const std::uint8_t* mask, Workspace workspace, float scale = 0.0f);
 
 }  // namespace proxyattn

@@ -2,6 +2,7 @@
 #pragma once
 
 #include "proxyattn/config.h"
+#include "proxyattn/device.h"
 #include "proxyattn/plan.h"
 #include "proxyattn/prefill.h"
 #include "proxyattn/problem.h"

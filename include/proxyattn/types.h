@@ -4,7 +4,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -21,6 +20,10 @@ const char* to_string(Device device);
 /// \brief Parses "fp32", "bf16" or "fp16"; throws Error on anything else.
 DType parse_dtype(const std::string& name);
 std::size_t dtype_size(DType dtype);
+/// \brief Element i of a host buffer of `dtype`, widened to float (bf16 and fp16 exactly).
+float load_element(const void* data, DType dtype, std::int64_t i);
+/// \brief Converts `count` host elements from one dtype to another, rounding to nearest even.
+void convert_elements(const void* src, DType from, void* dst, DType to, std::int64_t count);
 
 /// \brief The only exception the library throws. Messages name the argument, its value and what
 /// was expected (SPEC.md section 6).
@@ -28,28 +31,6 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
-
-namespace detail {
-template <typename... Args>
-[[noreturn]] void throw_error(const char* func, const char* file, int line, const Args&... args) {
-  std::ostringstream os;
-  os << "proxyattn: ";
-  (os << ... << args);
-  os << " [" << func << " at " << file << ":" << line << "]";
-  throw Error(os.str());
-}
-}  // namespace detail
-
-/// Throws proxyattn::Error with the streamed message when cond is false.
-#define PROXYATTN_CHECK(cond, ...)                                                    \
-  do {                                                                                \
-    if (!(cond)) {                                                                    \
-      ::proxyattn::detail::throw_error(__func__, __FILE__, __LINE__, ##__VA_ARGS__); \
-    }                                                                                 \
-  } while (0)
-
-/// Throws proxyattn::Error unconditionally.
-#define PROXYATTN_FAIL(...) ::proxyattn::detail::throw_error(__func__, __FILE__, __LINE__, __VA_ARGS__)
 
 /// \brief A non-owning view of a strided tensor of rank <= 4. Strides count elements.
 struct TensorView {

@@ -278,12 +278,12 @@ PyPlan rebase(const PyPlan& src, const py::object& workspace) {
   return dst;
 }
 
-py::dict layout_dict(const WorkspaceLayout& l) {
+py::dict layout_dict(const PlanLayout& l) {
   py::dict d;
   d["batch"] = l.batch;
   d["num_qo_heads"] = l.num_qo_heads;
   d["num_kv_heads"] = l.num_kv_heads;
-  d["num_groups"] = l.num_groups;
+  d["num_proxy_heads"] = l.num_proxy_heads;
   d["block_size"] = l.block_size;
   d["stride"] = l.stride;
   d["head_dim"] = l.head_dim;
@@ -528,7 +528,7 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "plan_from_block_mask",
       [](std::int64_t total_tokens, std::int64_t num_qo_heads, std::int64_t num_kv_heads,
-         std::int64_t head_dim, const py::object& cu_seqlens, int block_size, int num_groups,
+         std::int64_t head_dim, const py::object& cu_seqlens, int block_size, int num_proxy_heads,
          const py::array_t<std::uint8_t, py::array::c_style | py::array::forcecast>& mask,
          const py::object& workspace, float scale) {
         const Seqlens seqs = seqlens_of(cu_seqlens);
@@ -545,11 +545,11 @@ PYBIND11_MODULE(_core, m) {
                         expected);
         const Borrowed bw = borrow_workspace(workspace);
         const Workspace ws = workspace_from(bw);
-        Plan result = plan_from_block_mask(shape, block_size, num_groups, mask.data(), ws, scale);
+        Plan result = plan_from_block_mask(shape, block_size, num_proxy_heads, mask.data(), ws, scale);
         return wrap_plan(result, workspace, ws);
       },
       py::arg("total_tokens"), py::arg("num_qo_heads"), py::arg("num_kv_heads"),
-      py::arg("head_dim"), py::arg("cu_seqlens"), py::arg("block_size"), py::arg("num_groups"),
+      py::arg("head_dim"), py::arg("cu_seqlens"), py::arg("block_size"), py::arg("num_proxy_heads"),
       py::arg("mask"), py::arg("workspace"), py::arg("scale") = 0.0f);
 
   m.def(

@@ -66,8 +66,8 @@ class Plan:
         return self._layout["num_kv_heads"]
 
     @property
-    def num_groups(self):
-        return self._layout["num_groups"]
+    def num_proxy_heads(self):
+        return self._layout["num_proxy_heads"]
 
     @property
     def block_size(self):
@@ -123,7 +123,7 @@ class Plan:
 
     def __repr__(self):
         return (f"proxyattn.Plan(device={self.device}, batch={self.batch}, heads="
-                f"{self.num_qo_heads}/{self.num_kv_heads}, groups={self.num_groups}, "
+                f"{self.num_qo_heads}/{self.num_kv_heads}, groups={self.num_proxy_heads}, "
                 f"block_size={self.block_size}, num_blocks={self.num_blocks})")
 
     # --- user-built plans ---

@@ -168,7 +168,7 @@ def test_from_block_mask_attend_matches_reference():
     cu = [0, 130, 650]
     masks = random_nested_masks(rng, cu, 4, 2, 64)
     plan = pa.Plan.from_block_mask(masks, q, k, cu, block_size=64)
-    assert plan.num_groups == 2 and plan.block_size == 64
+    assert plan.num_proxy_heads == 2 and plan.block_size == 64
     for got, want in zip(plan.to_dense(), masks):
         assert np.array_equal(got, want)
     out, lse = pa.attend(q, k, v, plan, return_lse=True)

@@ -1,10 +1,10 @@
-// src/common/plan.cc: workspace layout, plan views, to_dense and user-built plans.
+// src/common/plan.cc: workspace layout, plan views, host plan checks and user-built plans.
 #include <algorithm>
 #include <numeric>
 
+#include "common/check.h"
 #include "common/validate.h"
 #include "common/workspace.h"
-#include "cuda/backend.h"
 #include "proxyattn/plan.h"
 
 namespace proxyattn {
@@ -29,7 +29,7 @@ WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& c
   l.batch = shape.batch();
   l.num_qo_heads = shape.num_qo_heads;
   l.num_kv_heads = shape.num_kv_heads;
-  l.num_groups = config.num_proxy_heads;
+  l.num_proxy_heads = config.num_proxy_heads;
   l.block_size = config.block_size;
   l.stride = config.stride;
   l.head_dim = shape.head_dim;
@@ -44,7 +44,7 @@ WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& c
     const std::int64_t nb = (n + l.block_size - 1) / l.block_size;
     l.num_blocks[i] = nb;
     l.is_dense[i] = n <= config.dense_below() ? 1 : 0;
-    l.order_offset[i + 1] = l.order_offset[i] + l.num_groups * WorkspaceLayout::tri(nb);
+    l.order_offset[i + 1] = l.order_offset[i] + l.num_proxy_heads * PlanLayout::tri(nb);
     l.head_offset[i + 1] = l.head_offset[i] + l.num_qo_heads * nb;
     const std::int64_t samples = l.is_dense[i] ? 0 : (n + l.stride - 1) / l.stride;
     l.sample_offset[i + 1] = l.sample_offset[i] + samples;
@@ -62,7 +62,7 @@ WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& c
   l.flags_bytes = take(cursor, 4 * sizeof(std::int32_t));
   l.block_scores_bytes = take(cursor, orders * sizeof(float));
   l.mass_bytes = take(cursor, heads * sizeof(float));
-  const std::size_t proxy = samples * l.num_groups * l.head_dim * sizeof(float);
+  const std::size_t proxy = samples * l.num_proxy_heads * l.head_dim * sizeof(float);
   l.proxy_q_bytes = take(cursor, proxy);
   l.proxy_k_bytes = take(cursor, proxy);
   std::size_t partials = 0;
@@ -92,84 +92,26 @@ Plan bind_plan(const WorkspaceLayout& layout, Workspace workspace, float scale) 
 }
 
 const BlockIndex* Plan::row_order(std::int64_t seq, std::int64_t head, std::int64_t m) const {
-  const WorkspaceLayout& l = layout;
+  const PlanLayout& l = layout;
   if (m == l.num_blocks[seq] - 1) return last_order + l.head_index(seq, head, 0);
   return group_order + l.order_index(seq, l.group_of_head(head), m);
 }
 
 void compute_density(const Plan& plan) {
-  const WorkspaceLayout& l = plan.layout;
+  const PlanLayout& l = plan.layout;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];
     for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
       std::int64_t selected = 0;
       for (std::int64_t m = 0; m < nb; ++m) selected += plan.counts[l.head_index(i, h, m)];
       plan.density[i * l.num_qo_heads + h] =
-          nb == 0 ? 1.0f : static_cast<float>(static_cast<double>(selected) / WorkspaceLayout::tri(nb));
+          nb == 0 ? 1.0f : static_cast<float>(static_cast<double>(selected) / PlanLayout::tri(nb));
     }
   }
-}
-
-HostPlan copy_to_host(const Plan& plan) {
-  const WorkspaceLayout& l = plan.layout;
-  HostPlan h;
-  h.group_order.resize(l.order_offset[l.batch]);
-  h.last_order.resize(l.head_offset[l.batch]);
-  h.counts.resize(l.head_offset[l.batch]);
-  h.budgets.resize(l.batch * l.num_qo_heads);
-  h.density.resize(l.batch * l.num_qo_heads);
-  const Runtime runtime;
-  auto copy = [&](auto& dst, const auto* src) {
-    if (dst.empty()) return;
-    if (plan.device == Device::kCUDA) {
-      cuda::copy_to_host(dst.data(), src, dst.size() * sizeof(dst[0]), runtime);
-    } else {
-      std::copy(src, src + dst.size(), dst.begin());
-    }
-  };
-  copy(h.group_order, plan.group_order);
-  copy(h.last_order, plan.last_order);
-  copy(h.counts, plan.counts);
-  copy(h.budgets, plan.budgets);
-  copy(h.density, plan.density);
-  h.plan = plan;
-  h.plan.device = Device::kCPU;
-  h.plan.group_order = h.group_order.data();
-  h.plan.last_order = h.last_order.data();
-  h.plan.counts = h.counts.data();
-  h.plan.budgets = h.budgets.data();
-  h.plan.density = h.density.data();
-  h.plan.flags = nullptr;
-  return h;
-}
-
-std::vector<std::uint8_t> Plan::to_dense() const {
-  if (device == Device::kCUDA) return copy_to_host(*this).plan.to_dense();
-  const WorkspaceLayout& l = layout;
-  std::size_t total = 0;
-  for (std::int64_t i = 0; i < l.batch; ++i) {
-    total += static_cast<std::size_t>(l.num_qo_heads * l.num_blocks[i] * l.num_blocks[i]);
-  }
-  std::vector<std::uint8_t> mask(total, 0);
-  std::size_t base = 0;
-  for (std::int64_t i = 0; i < l.batch; ++i) {
-    const std::int64_t nb = l.num_blocks[i];
-    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
-      for (std::int64_t m = 0; m < nb; ++m) {
-        const BlockIndex* order = row_order(i, h, m);
-        const std::int32_t count = counts[l.head_index(i, h, m)];
-        for (std::int32_t c = 0; c < count; ++c) {
-          mask[base + static_cast<std::size_t>((h * nb + m) * nb + order[c])] = 1;
-        }
-      }
-    }
-    base += static_cast<std::size_t>(l.num_qo_heads * nb * nb);
-  }
-  return mask;
 }
 
 void validate_host_plan(const Plan& plan) {
-  const WorkspaceLayout& l = plan.layout;
+  const PlanLayout& l = plan.layout;
   std::vector<std::int64_t> seen;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];
@@ -193,46 +135,11 @@ void validate_host_plan(const Plan& plan) {
   }
 }
 
-void Plan::check_flags() const {
-  std::int32_t host[4] = {0, 0, 0, 0};
-  if (flags == nullptr) return;
-  if (device == Device::kCUDA) {
-    cuda::copy_to_host(host, flags, sizeof(host), Runtime{});
-  } else {
-    std::copy(flags, flags + 4, host);
-  }
-  PROXYATTN_CHECK(host[0] == 0, "plan.flags[0] = ", host[0], ": attention found ",
-                  (host[0] & 1) ? "a count out of range " : "",
-                  (host[0] & 2) ? "a block index out of range " : "",
-                  "in the plan, expected a plan from plan() or plan_from_block_mask()");
-}
-
-Plan::Stats Plan::stats() const {
-  if (device == Device::kCUDA) return copy_to_host(*this).plan.stats();
-  const WorkspaceLayout& l = layout;
-  Stats s;
-  s.budgets.assign(budgets, budgets + l.batch * l.num_qo_heads);
-  s.density.assign(density, density + l.batch * l.num_qo_heads);
-  s.seq_density.assign(l.batch, 0.0);
-  double selected = 0.0, causal = 0.0;
-  for (std::int64_t i = 0; i < l.batch; ++i) {
-    const double tri = static_cast<double>(WorkspaceLayout::tri(l.num_blocks[i]));
-    for (std::int64_t h = 0; h < l.num_qo_heads; ++h) {
-      const double d = s.density[i * l.num_qo_heads + h];
-      s.seq_density[i] += d / static_cast<double>(l.num_qo_heads);
-      selected += d * tri;
-      causal += tri;
-    }
-  }
-  s.density_weighted = causal > 0.0 ? selected / causal : 1.0;
-  return s;
-}
-
-Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_groups,
+Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_proxy_heads,
                           const std::uint8_t* mask, Workspace workspace, float scale) {
   Config config;
   config.block_size = block_size;
-  config.num_proxy_heads = num_groups;
+  config.num_proxy_heads = num_proxy_heads;
   config.min_budget_tokens = 0;
   config.dense_below_tokens = 0;
   check_config_fits(config, shape);
@@ -253,7 +160,7 @@ Plan plan_from_block_mask(const ProblemShape& shape, int block_size, int num_gro
       return mask[base + static_cast<std::size_t>((h * nb + m) * nb + n)] != 0;
     };
     std::vector<int> votes(nb);
-    for (std::int64_t j = 0; j < l.num_groups; ++j) {
+    for (std::int64_t j = 0; j < l.num_proxy_heads; ++j) {
       for (std::int64_t m = 0; m < nb; ++m) {
         BlockIndex* order = group_order.data() + l.order_index(i, j, m);
         for (std::int64_t n = 0; n <= m; ++n) {

@@ -56,11 +56,38 @@ PROXYATTN_HOST_DEVICE std::int64_t count_from_density(double density, std::int64
   return c < m + 1 ? c : m + 1;
 }
 
-/// Stage 5 clamp: min(max(n, min_blocks), max_blocks (if bounded), nb).
+/// Stage 5 sort order of a_h for budget_cut: descending, NaN first (a strict weak order).
+PROXYATTN_HOST_DEVICE bool nan_first_descending(double x, double y) {
+  return (x != x && y == y) || x > y;
+}
+
+/// Stage 5 cut: n_h, the smallest count c whose top-c sum reaches gamma * sum(a_h), where
+/// sorted_at(i) is a_h's i-th largest entry and both sums run in that sorted order (so gamma = 1
+/// is always reachable). nb when any entry is NaN or the sum is not positive and finite.
+template <typename SortedAt>
+PROXYATTN_HOST_DEVICE std::int64_t budget_cut(SortedAt sorted_at, std::int64_t nb, double gamma) {
+  double total = 0.0;
+  bool any_nan = false;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    const double x = sorted_at(i);
+    any_nan = any_nan || x != x;
+    total += x;
+  }
+  const bool finite = total - total == 0.0;  // false for inf and NaN
+  if (any_nan || !finite || !(total > 0.0)) return nb;
+  double prefix = 0.0;
+  for (std::int64_t i = 0; i < nb; ++i) {
+    prefix += sorted_at(i);
+    if (prefix >= gamma * total) return i + 1;
+  }
+  return nb;
+}
+
+/// Stage 5 clamp: min(max(n, min_blocks), max_blocks, nb).
 PROXYATTN_HOST_DEVICE std::int64_t clamp_budget(std::int64_t n, std::int64_t min_blocks,
                                                 std::int64_t max_blocks, std::int64_t nb) {
   std::int64_t c = n > min_blocks ? n : min_blocks;
-  if (max_blocks >= 0 && c > max_blocks) c = max_blocks;
+  if (c > max_blocks) c = max_blocks;
   return c < nb ? c : nb;
 }
 

@@ -3,6 +3,8 @@
 // number with overflow-checked arithmetic, and copies tensor data out with memcpy.
 #include "proxyattn/safetensors.h"
 
+#include "common/check.h"
+
 #include <algorithm>
 #include <cstring>
 #include <filesystem>

@@ -1,6 +1,9 @@
 // src/common/types.cc: dtype and device names, tensor view helpers.
 #include "proxyattn/types.h"
 
+#include "common/check.h"
+#include "common/numeric.h"
+
 namespace proxyattn {
 
 const char* to_string(DType dtype) {
@@ -68,6 +71,14 @@ std::string TensorView::shape_string() const {
   std::string s = "[";
   for (int d = 0; d < rank; ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
   return s + "]";
+}
+
+float load_element(const void* data, DType dtype, std::int64_t i) {
+  return load_float(data, dtype, i);
+}
+
+void convert_elements(const void* src, DType from, void* dst, DType to, std::int64_t count) {
+  for (std::int64_t e = 0; e < count; ++e) store_float(dst, to, e, load_float(src, from, e));
 }
 
 }  // namespace proxyattn

@@ -3,8 +3,8 @@
 // what was expected.
 #pragma once
 
+#include "common/problem.h"
 #include "proxyattn/config.h"
-#include "proxyattn/problem.h"
 #include "proxyattn/types.h"
 
 namespace proxyattn {
@@ -17,10 +17,6 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
 
 /// \brief Checks that config fits the problem: num_kv_heads % g and the int16 block index range.
 void check_config_fits(const Config& config, const ProblemShape& shape);
-
-/// \brief Runtime::check_finite: throws Error naming the first NaN/Inf of q, k (and v when
-/// set) as (tensor, token, head, dim).
-void check_finite(const Problem& problem, const Runtime& runtime);
 
 /// \brief Checks that a workspace is large enough, on the right device and aligned.
 void check_workspace(const Workspace& workspace, std::size_t needed, Device device, int device_id);

@@ -1,11 +1,33 @@
-// src/common/workspace.h: binding a WorkspaceLayout to memory (host-only).
+// src/common/workspace.h: where the plan and the scratch of every stage live in the caller's
+// workspace, and binding that layout to memory (host-only).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
 
+#include "proxyattn/config.h"
 #include "proxyattn/plan.h"
 
 namespace proxyattn {
+
+/// \brief The plan's layout plus the byte offset of every plan array and scratch buffer inside the
+/// workspace. Every array is 256-byte aligned.
+struct WorkspaceLayout : PlanLayout {
+  std::vector<std::int64_t> sample_offset;  // [batch + 1]  rows, start of seq i in proxy buffers
+
+  // Byte offsets into the workspace.
+  std::size_t group_order_bytes = 0, last_order_bytes = 0, counts_bytes = 0, budgets_bytes = 0,
+              density_bytes = 0, flags_bytes = 0;                                    // the plan
+  std::size_t block_scores_bytes = 0, mass_bytes = 0, proxy_q_bytes = 0, proxy_k_bytes = 0;  // scratch
+  /// CUDA stage 5 scratch: per-(head, key block, last row) softmax partials, float2, sized for the
+  /// largest non-dense sequence and reused by each in turn.
+  std::size_t mass_partials_bytes = 0;
+  std::size_t total_bytes = 0;
+};
+
+/// \brief Lays out the workspace for a shape and config (validated by the caller).
+WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& config);
 
 /// \brief A Plan whose arrays point into workspace at layout's offsets.
 Plan bind_plan(const WorkspaceLayout& layout, Workspace workspace, float scale);

@@ -4,7 +4,7 @@
 
 #include "proxyattn/config.h"
 #include "proxyattn/plan.h"
-#include "proxyattn/problem.h"
+#include "common/problem.h"
 
 namespace proxyattn::cpu {
 

@@ -43,23 +43,11 @@ void budgets(const Problem& p, const Config& c, const Sequence& s, float* mass,
     }
     float* a_h = mass + h * nb;
     for (std::int64_t n = 0; n < nb; ++n) a_h[n] = static_cast<float>(a[n]);
-    // n_h: the smallest count whose top-c sum reaches gamma * sum(a_h), summed in sorted order.
+    // n_h (stage 5's cut) over a_h sorted descending, NaN first so the cut sees it.
     std::vector<double> sorted(a);
-    const bool any_nan = std::any_of(a.begin(), a.end(), [](double x) { return std::isnan(x); });
-    std::sort(sorted.begin(), sorted.end(), std::greater<double>());
-    double total = 0.0;
-    for (double x : sorted) total += x;
-    std::int64_t n_h = nb;
-    if (!any_nan && std::isfinite(total) && total > 0.0) {
-      double prefix = 0.0;
-      for (std::int64_t cnt = 1; cnt <= nb; ++cnt) {
-        prefix += sorted[cnt - 1];
-        if (prefix >= c.gamma * total) {
-          n_h = cnt;
-          break;
-        }
-      }
-    }
+    std::sort(sorted.begin(), sorted.end(), rules::nan_first_descending);
+    const std::int64_t n_h =
+        rules::budget_cut([&](std::int64_t i) { return sorted[i]; }, nb, c.gamma);
     budgets_out[h] = static_cast<std::int32_t>(
         rules::clamp_budget(n_h, c.min_budget_blocks(), c.max_budget_blocks(), nb));
   });

@@ -13,9 +13,9 @@ namespace proxyattn::cpu {
 namespace {
 
 void plan_dense_sequence(const Sequence& s, Plan& plan) {
-  const WorkspaceLayout& l = plan.layout;
+  const PlanLayout& l = plan.layout;
   const std::int64_t nb = s.num_blocks;
-  for (std::int64_t j = 0; j < l.num_groups; ++j) {
+  for (std::int64_t j = 0; j < l.num_proxy_heads; ++j) {
     for (std::int64_t m = 0; m < nb; ++m) {
       BlockIndex* order = plan.group_order + l.order_index(s.index, j, m);
       std::iota(order, order + m + 1, BlockIndex{0});
@@ -35,7 +35,7 @@ void plan_dense_sequence(const Sequence& s, Plan& plan) {
 
 void plan(const Problem& p, const Config& c, Plan& plan, Workspace workspace,
           const Runtime& runtime) {
-  const WorkspaceLayout& l = plan.layout;
+  const WorkspaceLayout l = make_workspace_layout(p.shape, c);
   const int threads = resolve_threads(runtime.num_threads);
   float* block_scores = workspace_at<float>(workspace, l.block_scores_bytes);
   float* mass = workspace_at<float>(workspace, l.mass_bytes);
@@ -52,8 +52,8 @@ void plan(const Problem& p, const Config& c, Plan& plan, Workspace workspace,
       plan_dense_sequence(s, plan);
       continue;
     }
-    float* seq_q = proxy_q + l.sample_offset[i] * l.num_groups * l.head_dim;
-    float* seq_k = proxy_k + l.sample_offset[i] * l.num_groups * l.head_dim;
+    float* seq_q = proxy_q + l.sample_offset[i] * l.num_proxy_heads * l.head_dim;
+    float* seq_k = proxy_k + l.sample_offset[i] * l.num_proxy_heads * l.head_dim;
     float* seq_scores = block_scores + l.order_offset[i];
     float* seq_mass = mass + l.head_offset[i];
     pool_proxy(p, c, s, seq_q, seq_k, threads);

@@ -11,8 +11,8 @@ namespace proxyattn::cpu {
 
 void select(const Config& c, const Sequence& s, const float* block_scores, const float* mass,
             Plan& plan, int threads) {
-  const WorkspaceLayout& l = plan.layout;
-  const std::int64_t g = l.num_groups, H = l.num_qo_heads, nb = s.num_blocks, i = s.index;
+  const PlanLayout& l = plan.layout;
+  const std::int64_t g = l.num_proxy_heads, H = l.num_qo_heads, nb = s.num_blocks, i = s.index;
   const std::int64_t tri = nb * (nb + 1) / 2;
   // Group rankings: forced first, then S descending (NaN last), ties to the smaller block.
   parallel_for(g * nb, threads, [&](std::int64_t item) {

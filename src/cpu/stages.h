@@ -7,7 +7,7 @@
 #include "common/numeric.h"
 #include "proxyattn/config.h"
 #include "proxyattn/plan.h"
-#include "proxyattn/problem.h"
+#include "common/problem.h"
 
 namespace proxyattn::cpu {
 

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "common/check.h"
 #include "common/workspace.h"
 #include "cuda/backend.h"
 #include "cuda/common.cuh"
@@ -53,7 +54,7 @@ AttendParams attend_params(const Problem& p) {
 
 // Launches the attention kernel over the sequences, kMaxSeqsPerLaunch at a time. layout and
 // plan are null for dense attention.
-void run_attention(const Problem& p, int block_size, const WorkspaceLayout* layout,
+void run_attention(const Problem& p, int block_size, const PlanLayout* layout,
                    const Plan* plan, const Runtime& runtime) {
   check_alignment(p);
   AttendParams a = attend_params(p);
@@ -62,7 +63,7 @@ void run_attention(const Problem& p, int block_size, const WorkspaceLayout* layo
     a.last_order = plan->last_order;
     a.counts = plan->counts;
     a.flags = plan->flags;
-    a.heads_per_group = static_cast<std::int32_t>(layout->num_qo_heads / layout->num_groups);
+    a.heads_per_group = static_cast<std::int32_t>(layout->num_qo_heads / layout->num_proxy_heads);
   }
   constexpr int kMaxGridRows = 65535;
   const std::int64_t batch = p.shape.batch();
@@ -127,9 +128,9 @@ void dense(const Problem& problem, const Runtime& runtime) {
 void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspace,
           const Runtime& runtime) {
   check_alignment(p);
-  const WorkspaceLayout& l = plan.layout;
+  const WorkspaceLayout l = make_workspace_layout(p.shape, config);
   const cudaStream_t stream = to_stream(runtime.stream);
-  const std::int64_t H = l.num_qo_heads, g = l.num_groups, D = l.head_dim;
+  const std::int64_t H = l.num_qo_heads, g = l.num_proxy_heads, D = l.head_dim;
   for (std::int64_t i = 0; i < l.batch; ++i) {  // checked before anything is launched
     PROXYATTN_CHECK(l.is_dense[i] || l.num_blocks[i] <= SortTraits::kMaxSortBlocks, "sequence ", i,
                     " has ", l.num_blocks[i], " blocks, expected at most ",
@@ -181,7 +182,7 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     e.stride = static_cast<std::int32_t>(l.stride);
     e.block_size = static_cast<std::int32_t>(l.block_size);
     e.num_blocks = static_cast<std::int32_t>(nb);
-    e.num_groups = static_cast<std::int32_t>(g);
+    e.num_proxy_heads = static_cast<std::int32_t>(g);
     e.q_heads_per_group = static_cast<std::int32_t>(H / g);
     e.kv_heads_per_group = static_cast<std::int32_t>(l.num_kv_heads / g);
     e.q_inv_count = 1.0f / static_cast<float>(H / g);
@@ -193,7 +194,7 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     e.proxy_k = proxy_k;
     e.proxy_lse = reinterpret_cast<float*>(proxy_q + samples * g * D * 2);
     e.block_scores = const_cast<float*>(s.block_scores);
-    const std::int64_t num_scores = g * WorkspaceLayout::tri(nb);
+    const std::int64_t num_scores = g * PlanLayout::tri(nb);
     kernel::fill_kernel<<<static_cast<unsigned>(std::min<std::int64_t>((num_scores + 255) / 256, 4096)),
                           256, 0, stream>>>(e.block_scores, num_scores, -INFINITY);
     PROXYATTN_CUDA_CHECK_LAUNCH();
@@ -251,9 +252,16 @@ void copy_to_device(void* dst, const void* src, std::size_t bytes, const Runtime
   PROXYATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
 
+void copy_device_to_device(void* dst, const void* src, std::size_t bytes, const Runtime& runtime) {
+  const cudaStream_t stream = to_stream(runtime.stream);
+  PROXYATTN_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+  PROXYATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 void* device_alloc(std::size_t bytes) {
   void* ptr = nullptr;
   PROXYATTN_CUDA_CHECK(cudaMalloc(&ptr, bytes == 0 ? 1 : bytes));
+  PROXYATTN_CUDA_CHECK(cudaMemset(ptr, 0, bytes == 0 ? 1 : bytes));
   return ptr;
 }
 
@@ -265,9 +273,9 @@ void synchronize(const Runtime& runtime) {
   PROXYATTN_CUDA_CHECK(cudaStreamSynchronize(to_stream(runtime.stream)));
 }
 
-std::string device_name() {
+std::string device_name(int device_id) {
   cudaDeviceProp prop{};
-  if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) return "none";
+  if (cudaGetDeviceProperties(&prop, device_id) != cudaSuccess) return "none";
   return prop.name;
 }
 

@@ -9,7 +9,7 @@
 
 #include "proxyattn/config.h"
 #include "proxyattn/plan.h"
-#include "proxyattn/problem.h"
+#include "common/problem.h"
 
 namespace proxyattn::cuda {
 
@@ -28,12 +28,14 @@ void dense(const Problem& problem, const Runtime& runtime);
 void copy_to_host(void* dst, const void* src, std::size_t bytes, const Runtime& runtime);
 /// \brief Host-to-device copy on runtime.stream, then synchronize.
 void copy_to_device(void* dst, const void* src, std::size_t bytes, const Runtime& runtime);
-/// \brief cudaMalloc / cudaFree for tools and tests that hold no CUDA headers.
+/// \brief Device-to-device copy on runtime.stream, then synchronize.
+void copy_device_to_device(void* dst, const void* src, std::size_t bytes, const Runtime& runtime);
+/// \brief cudaMalloc (zero-filled) / cudaFree for tools and tests that hold no CUDA headers.
 void* device_alloc(std::size_t bytes);
 void device_free(void* ptr);
 /// \brief Blocks until all work on runtime.stream is done.
 void synchronize(const Runtime& runtime);
-/// \brief The name of device 0, e.g. "NVIDIA H100 80GB HBM3".
-std::string device_name();
+/// \brief The name of a device, e.g. "NVIDIA H100 80GB HBM3".
+std::string device_name(int device_id);
 
 }  // namespace proxyattn::cuda

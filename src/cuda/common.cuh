@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "common/check.h"
 #include "proxyattn/types.h"
 
 /// Throws proxyattn::Error naming the CUDA call and its error string.

@@ -34,10 +34,10 @@ void launch_attend(const AttendParams& p, int grid_rows, cudaStream_t stream) {
 template <typename T, int kHeadDim>
 void launch_estimate(const EstimateParams& p, cudaStream_t stream) {
   using Traits = EstimateTraits<kHeadDim>;
-  kernel::pool_kernel<T><<<dim3(p.num_samples, p.num_groups), 128, 0, stream>>>(p, kHeadDim);
+  kernel::pool_kernel<T><<<dim3(p.num_samples, p.num_proxy_heads), 128, 0, stream>>>(p, kHeadDim);
   PROXYATTN_CUDA_CHECK_LAUNCH();
   constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
-  const dim3 grid((p.num_samples + Traits::kRows - 1) / Traits::kRows, p.num_groups);
+  const dim3 grid((p.num_samples + Traits::kRows - 1) / Traits::kRows, p.num_proxy_heads);
   auto* lse_kernel = &kernel::proxy_pass_kernel<T, kHeadDim, 0>;
   auto* score_kernel = &kernel::proxy_pass_kernel<T, kHeadDim, 1>;
   if (kSmem > 48 * 1024) {

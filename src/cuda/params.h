@@ -60,7 +60,7 @@ struct EstimateParams {
   std::int32_t stride = 4;
   std::int32_t block_size = 128;
   std::int32_t num_blocks = 0;  ///< nb
-  std::int32_t num_groups = 1;
+  std::int32_t num_proxy_heads = 1;
   std::int32_t q_heads_per_group = 1, kv_heads_per_group = 1;
   float q_inv_count = 1.0f, k_inv_count = 1.0f;  ///< 1 / heads per group, fp32
   float scale = 1.0f;

@@ -24,13 +24,13 @@
 
 #include "common/numeric.h"
 #include "common/workspace.h"
-#include "cpu/conformance.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/reference.h"
 #include "cuda/backend.h"
 #include "proxyattn/proxyattn.h"
 #include "proxyattn/safetensors.h"
-#include "testing/compare.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/compare.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 namespace {
@@ -115,53 +115,25 @@ struct DeviceRun {
 
 /// A host plan copied into a device workspace and re-bound there.
 Plan plan_to_device(const Plan& host, const testing::Buffer& host_ws, DeviceBuffer& dev_ws) {
-  cuda::copy_to_device(dev_ws.data(), host_ws.data(), host.layout.total_bytes, Runtime{});
-  Plan p = bind_plan(host.layout, dev_ws.workspace(), host.scale);
-  p.device = Device::kCUDA;
-  return p;
-}
-
-/// The Problem of a host workload, built directly: the public CPU entries reject fp16, but the
-/// reference and compare_output read any dtype through load_float.
-Problem host_problem(const Workload& w, const testing::Output* out) {
-  Problem p;
-  p.shape = w.shape();
-  p.dtype = w.spec.dtype;
-  p.device = Device::kCPU;
-  p.scale = 1.0f / std::sqrt(static_cast<float>(w.spec.head_dim));
-  const std::int64_t H = w.spec.num_qo_heads, K = w.spec.num_kv_heads, D = w.spec.head_dim;
-  p.q = w.q.data();
-  p.k = w.k.data();
-  p.v = w.v.data();
-  p.q_stride_n = H * D;
-  p.q_stride_h = D;
-  p.k_stride_n = p.v_stride_n = K * D;
-  p.k_stride_h = p.v_stride_h = D;
-  p.o_stride_n = H * D;
-  p.o_stride_h = D;
-  if (out != nullptr) {
-    p.o = out->o.data();
-    p.lse = static_cast<float*>(out->lse.data());
-    p.lse_stride_h = w.total_tokens;
-  }
-  return p;
+  (void)host_ws;
+  return copy_plan(host, dev_ws.workspace());
 }
 
 // The double reference of attending `mask`, with the same-precision naive run's error (the
-// yardstick of STYLE.md section 6). testing::reference_attend cannot serve fp16: its Problem goes
-// through the public CPU validation.
+// yardstick of docs/STYLE.md), the two on parallel threads.
 testing::Reference gpu_reference_attend(const Workload& w, std::int64_t block,
                                         const std::vector<std::uint8_t>& mask) {
   testing::Reference r;
-  const Problem p = host_problem(w, nullptr);
+  const reference::Operands p = testing::operands_of(w);
   std::vector<std::uint8_t> naive;  // [total_tokens, num_qo_heads, head_dim] of w.spec.dtype
   auto naive_done = std::async(std::launch::async,
                                [&] { reference::naive_attend(p, block, mask, naive); });
   reference::attend(p, block, mask, r.out, r.lse);
   naive_done.get();
-  Problem naive_problem = p;
-  naive_problem.o = naive.data();
-  r.naive = compare_output(naive_problem, r.out, r.lse);
+  reference::Operands naive_operands = p;
+  naive_operands.out = TensorView::contiguous(
+      naive.data(), w.spec.dtype, {w.total_tokens, w.spec.num_qo_heads, w.spec.head_dim});
+  r.naive = compare_output(naive_operands, r.out, r.lse);
   return r;
 }
 
@@ -191,7 +163,7 @@ std::string case_name(const WorkloadSpec& s) {
 
 void expect_output_conforms(const Workload& w, const testing::Output& out,
                             const testing::Reference& ref, const std::string& what) {
-  const Problem p = host_problem(w, &out);
+  const reference::Operands p = testing::operands_of(w, &out);
   const OutputError err = compare_output(p, ref.out, ref.lse);
   const double bound = ref.bound(w.spec.dtype);  // 2x the same-precision naive error + noise
   EXPECT_EQ(err.non_finite, 0) << what << ": NaN/Inf where the reference is finite";
@@ -321,22 +293,22 @@ TEST(CudaAttend, RandomMaskMatchesReference) {
 // A user plan whose heads select nested prefixes of their group's order with counts drawn per
 // head (a quarter of them 0), and random last-block sets of their own: heads of one group then
 // walk different lengths of one order, or separate last-block lists.
-Plan nested_mask_plan(const Workload& w, int block, int num_groups, std::uint64_t seed,
+Plan nested_mask_plan(const Workload& w, int block, int num_proxy_heads, std::uint64_t seed,
                       testing::Buffer& host_ws) {
   const ProblemShape shape = w.shape();
   Config config;
   config.block_size = block;
-  config.num_proxy_heads = num_groups;
+  config.num_proxy_heads = num_proxy_heads;
   config.min_budget_tokens = 0;
   config.dense_below_tokens = 0;
   host_ws = testing::Buffer(workspace_size(shape, config));
-  const std::int64_t H = shape.num_qo_heads, per_group = H / num_groups;
+  const std::int64_t H = shape.num_qo_heads, per_group = H / num_proxy_heads;
   std::mt19937_64 rng(seed);
   std::vector<std::uint8_t> mask;
   for (std::int64_t i = 0; i < shape.batch(); ++i) {
     const std::int64_t nb = (shape.seq_len(i) + block - 1) / block;
     std::vector<std::uint8_t> seq_mask(H * nb * nb, 0);
-    for (std::int64_t j = 0; j < num_groups; ++j) {
+    for (std::int64_t j = 0; j < num_proxy_heads; ++j) {
       for (std::int64_t m = 0; m < nb; ++m) {
         std::vector<std::int64_t> order(m + 1);
         for (std::int64_t n = 0; n <= m; ++n) order[n] = n;
@@ -356,7 +328,7 @@ Plan nested_mask_plan(const Workload& w, int block, int num_groups, std::uint64_
     }
     mask.insert(mask.end(), seq_mask.begin(), seq_mask.end());
   }
-  return plan_from_block_mask(shape, block, num_groups, mask.data(), host_ws.workspace());
+  return plan_from_block_mask(shape, block, num_proxy_heads, mask.data(), host_ws.workspace());
 }
 
 TEST(CudaAttend, NestedPerHeadCountsMatchReference) {
@@ -454,7 +426,7 @@ TEST(CudaAttend, CorruptPlanRaisesFlags) {
   for (int block : {64, 128}) {
     testing::Buffer host_ws;
     const Plan host_plan = testing::random_mask_plan(w.shape(), block, 0.5, 3, host_ws);
-    const WorkspaceLayout& l = host_plan.layout;
+    const PlanLayout& l = host_plan.layout;
     host_plan.counts[l.head_index(0, 1, 3)] = 5;                          // m = 3: count <= 4
     host_plan.group_order[l.order_index(0, l.group_of_head(2), 4)] = 6;   // m = 4: index <= 4
     DeviceBuffer dev_ws(l.total_bytes);

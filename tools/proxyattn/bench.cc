@@ -6,8 +6,6 @@
 #include <iostream>
 #include <thread>
 
-#include "common/numeric.h"
-#include "cuda/backend.h"
 #include "tools/proxyattn/cli.h"
 
 namespace proxyattn::cli {
@@ -19,10 +17,10 @@ template <typename Fn>
 double time_ms(int repeats, const Runtime& runtime, Device device, Fn fn) {
   std::vector<double> ms;
   for (int r = 0; r < repeats; ++r) {
-    if (device == Device::kCUDA) cuda::synchronize(runtime);
+    synchronize(device, runtime);
     const auto start = std::chrono::steady_clock::now();
     fn();
-    if (device == Device::kCUDA) cuda::synchronize(runtime);
+    synchronize(device, runtime);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
   std::sort(ms.begin(), ms.end());
@@ -36,10 +34,11 @@ struct Quality {
 // SPEC.md section 4: recall over rows whose selection is incomplete, and the output error.
 Quality measure(const Inputs& in, const HostPlan& hp, const RunOutput& sparse, const RunOutput& dense) {
   const testing::Workload& w = in.host;
-  const WorkspaceLayout& l = hp.plan.layout;
+  const PlanLayout& l = hp.plan.layout;
   const std::int64_t H = w.spec.num_qo_heads, D = w.spec.head_dim, T = w.total_tokens;
-  const std::vector<float> lse_s = sparse.lse.to_host<float>(), lse_d = dense.lse.to_host<float>();
-  const std::vector<std::uint8_t> o_s = sparse.o.to_host<std::uint8_t>(), o_d = dense.o.to_host<std::uint8_t>();
+  const std::vector<float> lse_s = to_host_vector<float>(sparse.lse),
+                           lse_d = to_host_vector<float>(dense.lse);
+  const std::vector<std::uint8_t> o_s = sparse.o.to_host(), o_d = dense.o.to_host();
   Quality q;
   double recall_sum = 0.0;
   std::int64_t recall_rows = 0;
@@ -56,7 +55,8 @@ Quality measure(const Inputs& in, const HostPlan& hp, const RunOutput& sparse, c
         }
         for (std::int64_t d = 0; d < D; ++d) {
           const std::int64_t e = (t * H + h) * D + d;
-          const double x = load_float(o_s.data(), w.spec.dtype, e), y = load_float(o_d.data(), w.spec.dtype, e);
+          const double x = load_element(o_s.data(), w.spec.dtype, e),
+                       y = load_element(o_d.data(), w.spec.dtype, e);
           diff2 += (x - y) * (x - y);
           ref2 += y * y;
         }
@@ -81,7 +81,7 @@ int run_bench(const CommonOptions& o, int repeats) {
   const CuSeqlens seqlens = in.host.seqlens();
   RunOutput dense_out(in), sparse_out(in);
   const ProblemShape shape = problem_shape(in.q(), in.k(), seqlens);
-  DeviceBuffer ws(workspace_size(shape, config), in.device);
+  Buffer ws(workspace_size(shape, config), in.device);
 
   progress("dense attention");
   const double dense_ms = time_ms(repeats, runtime, in.device, [&] {

@@ -6,12 +6,22 @@
 #include <cstdio>
 #include <iostream>
 
-#include "common/validate.h"
-#include "cpu/conformance.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/reference.h"
 #include "tools/proxyattn/cli.h"
 
 namespace proxyattn::cli {
+
+namespace {
+
+reference::Operands with_output(reference::Operands operands, const TensorView& out,
+                                const TensorView& lse) {
+  operands.out = out;
+  operands.lse = lse;
+  return operands;
+}
+
+}  // namespace
 
 int run_check(const CommonOptions& o) {
   const Config base = o.config();
@@ -37,7 +47,7 @@ int run_check(const CommonOptions& o) {
     config.last_block_selection = mode;
     RunOutput out(in);
     const ProblemShape shape = problem_shape(in.q(), in.k(), seqlens);
-    DeviceBuffer ws(workspace_size(shape, config), in.device);
+    Buffer ws(workspace_size(shape, config), in.device);
     progress(std::string("backend prefill, last block ") + to_string(mode));
     const Plan p = prefill(in.q(), in.k(), in.v(), seqlens, config, ws.workspace(), out.o_view,
                            &out.lse_view, runtime);
@@ -45,7 +55,12 @@ int run_check(const CommonOptions& o) {
     // The reference plans on the same (host) inputs, then attends over the backend's own plan.
     const TensorView q = in.host.q_view(), k = in.host.k_view(), v = in.host.v_view();
     progress("reference plan");
-    const Problem host_problem = make_problem(q, k, &v, nullptr, nullptr, seqlens, config.scale);
+    reference::Operands host_problem;
+    host_problem.q = q;
+    host_problem.k = k;
+    host_problem.v = v;
+    host_problem.cu_seqlens = seqlens;
+    host_problem.scale = config.scale;
     const std::vector<reference::SeqPlan> ref = reference::plan(host_problem, config);
     const PlanConformance conf = check_plan(ref, hp.plan, config);
     progress("reference attention over the backend's plan");
@@ -60,17 +75,17 @@ int run_check(const CommonOptions& o) {
                                                           in.host.spec.num_qo_heads,
                                                           in.host.spec.head_dim});
     const OutputError naive_err = compare_output(
-        make_problem(q, k, &v, &naive_view, nullptr, seqlens, config.scale), out_ref, lse_ref);
+        with_output(host_problem, naive_view, TensorView{}), out_ref, lse_ref);
     progress("");
-    const std::vector<std::uint8_t> o_host = out.o.to_host<std::uint8_t>();
-    std::vector<float> lse_host = out.lse.to_host<float>();
+    const std::vector<std::uint8_t> o_host = out.o.to_host();
+    std::vector<float> lse_host = to_host_vector<float>(out.lse);
     const TensorView o_view = TensorView::contiguous(const_cast<std::uint8_t*>(o_host.data()),
                                                      in.host.spec.dtype, {in.host.total_tokens,
                                                      in.host.spec.num_qo_heads, in.host.spec.head_dim});
     const TensorView lse_view = TensorView::contiguous(lse_host.data(), DType::kFloat32,
                                                        {in.host.spec.num_qo_heads, in.host.total_tokens});
-    const Problem with_out = make_problem(q, k, &v, &o_view, &lse_view, seqlens, config.scale);
-    const OutputError err = compare_output(with_out, out_ref, lse_ref);
+    const OutputError err =
+        compare_output(with_output(host_problem, o_view, lse_view), out_ref, lse_ref);
     const double tol = naive_output_bound(naive_err, in.host.spec.dtype);
     const bool out_ok = output_conforms(err, tol, in.host.spec.dtype);
     plan_ok = plan_ok && conf.ok;

@@ -3,23 +3,23 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdint>
+#include <cstring>
+#include <sstream>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "proxyattn/proxyattn.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn::cli {
 
 /// \brief Flags every subcommand shares: config, run and input flags.
 struct CommonOptions {
-  // Config flags (SPEC.md section 2), in tokens where SPEC.md says so.
-  int block = 128, stride = 4, proxy_heads = 1;
-  double gamma = 0.95;
-  std::int64_t min_budget = 2048, max_budget = -1, dense_below = -1;
-  std::string keep_sink = "true", keep_diagonal = "true", last_block = "exact";
-  double density = 0.0;  // forced; 0 = off
+  // Config flags, one per entry of config_fields() (docs/SPEC.md section 2), as given text;
+  // fields whose flag was not given keep Config's default.
+  std::vector<std::pair<std::string, std::string>> config_text;  // (field name, text)
   // Run flags.
   std::string backend = "cpu", dtype;  // dtype: fp32 on cpu, bf16 on cuda
   int threads = 0;
@@ -31,6 +31,7 @@ struct CommonOptions {
   std::int64_t seq_len = 8192, heads = 8, kv_heads = 2, head_dim = 128;
   std::string workload = "structured", input;
   bool last_block_given = false;
+  CLI::App* app = nullptr;
 
   void add_to(CLI::App& app);
   Config config() const;
@@ -42,15 +43,9 @@ struct CommonOptions {
 struct Inputs {
   testing::Workload host;
   Device device = Device::kCPU;
-  void* q_dev = nullptr;
-  void* k_dev = nullptr;
-  void* v_dev = nullptr;
+  Buffer q_dev, k_dev, v_dev;  // device mirrors of host.q/k/v (empty on the CPU)
   std::string description;
 
-  Inputs() = default;
-  Inputs(const Inputs&) = delete;
-  Inputs& operator=(const Inputs&) = delete;
-  ~Inputs();
   TensorView q() const;
   TensorView k() const;
   TensorView v() const;
@@ -59,26 +54,28 @@ struct Inputs {
 /// \brief Loads --input or generates the workload, converted to the run's dtype.
 void load_inputs(const CommonOptions& o, Inputs& in);
 
-/// \brief Device (or host) memory for outputs and workspaces of one run.
-struct DeviceBuffer {
-  DeviceBuffer(std::size_t bytes, Device device);
-  ~DeviceBuffer();
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  void* data = nullptr;
-  std::size_t size = 0;
-  Device device;
-  testing::Buffer host;
-  Workspace workspace() const { return Workspace{data, size, device, 0}; }
-  /// Copies to a host vector of T (synchronizes).
-  template <typename T>
-  std::vector<T> to_host() const;
-};
+/// \brief Throws proxyattn::Error with the streamed message (the CLI's own checks).
+template <typename... Args>
+[[noreturn]] void fail(const Args&... args) {
+  std::ostringstream os;
+  os << "proxyattn: ";
+  (os << ... << args);
+  throw Error(os.str());
+}
+
+/// \brief Host vector of T holding a buffer's bytes (synchronizes for device memory).
+template <typename T>
+std::vector<T> to_host_vector(const Buffer& b) {
+  const std::vector<std::uint8_t> bytes = b.to_host();
+  std::vector<T> out(bytes.size() / sizeof(T));
+  std::memcpy(out.data(), bytes.data(), out.size() * sizeof(T));
+  return out;
+}
 
 /// \brief out [tokens, heads, head_dim] and lse [heads, tokens] of a run.
 struct RunOutput {
   RunOutput(const Inputs& in);
-  DeviceBuffer o, lse;
+  Buffer o, lse;
   TensorView o_view, lse_view;
 };
 

@@ -24,9 +24,9 @@ std::vector<int> parse_heads(const std::string& list, std::int64_t num_heads) {
     try {
       h = std::stoi(item);
     } catch (const std::exception&) {
-      PROXYATTN_FAIL("--show-heads item '", item, "', expected a head index");
+      fail("--show-heads item '", item, "', expected a head index");
     }
-    PROXYATTN_CHECK(h >= 0 && h < num_heads, "--show-heads item ", h, ", expected 0 .. ", num_heads - 1);
+    if (h < 0 || h >= num_heads) fail("--show-heads item ", h, ", expected 0 .. ", num_heads - 1);
     heads.push_back(h);
   }
   return heads;
@@ -42,12 +42,12 @@ int run_plan(const CommonOptions& o, const std::string& png, const std::string& 
   const std::vector<int> heads = parse_heads(show_heads, in.host.spec.num_qo_heads);
   const Runtime runtime = o.runtime();
   const ProblemShape shape = problem_shape(in.q(), in.k(), in.host.seqlens());
-  DeviceBuffer ws(workspace_size(shape, config), in.device);
+  Buffer ws(workspace_size(shape, config), in.device);
   progress("plan");
   const Plan p = plan(in.q(), in.k(), in.host.seqlens(), config, ws.workspace(), runtime);
   progress("");
   const HostPlan hp = copy_to_host(p);
-  const WorkspaceLayout& l = hp.plan.layout;
+  const PlanLayout& l = hp.plan.layout;
   const std::int64_t H = l.num_qo_heads, nb = l.batch > 0 ? l.num_blocks[0] : 0;
   std::printf("proxyattn plan: %s, heads %lld/%lld, block %d, gamma %g, last block %s (sequence 0, %lld blocks)\n",
               in.description.c_str(), static_cast<long long>(H), static_cast<long long>(l.num_kv_heads),

@@ -15,9 +15,9 @@
 namespace proxyattn::cli {
 
 void write_plan_png(const std::string& path, const Plan& plan, const std::vector<int>& heads) {
-  const WorkspaceLayout& l = plan.layout;
-  PROXYATTN_CHECK(l.batch > 0 && l.num_blocks[0] > 0, "--png: the first sequence is empty");
-  PROXYATTN_CHECK(plan.device == Device::kCPU, "--png needs a host plan");
+  const PlanLayout& l = plan.layout;
+  if (!(l.batch > 0 && l.num_blocks[0] > 0)) fail("--png: the first sequence is empty");
+  if (!(plan.device == Device::kCPU)) fail("--png needs a host plan");
   const std::int64_t nb = l.num_blocks[0];
   const std::int64_t cell = std::max<std::int64_t>(1, 256 / nb);  // pixels per block
   const std::int64_t gap = 8, panel = nb * cell;
@@ -45,7 +45,7 @@ void write_plan_png(const std::string& path, const Plan& plan, const std::vector
 }
 
 void write_density_png(const std::string& path, const std::vector<float>& density) {
-  PROXYATTN_CHECK(!density.empty(), "--density-png: no heads");
+  if (!(!density.empty())) fail("--density-png: no heads");
   constexpr std::int64_t kBar = 16, kGap = 4, kHeight = 200, kMargin = 8;
   const std::int64_t heads = static_cast<std::int64_t>(density.size());
   const std::int64_t width = 2 * kMargin + heads * (kBar + kGap) - kGap;
@@ -75,13 +75,13 @@ void write_density_png(const std::string& path, const std::vector<float>& densit
 void write_rgb_png(const std::string& path, std::int64_t width, std::int64_t height,
                    const std::vector<std::uint8_t>& image) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "wb"), &std::fclose);
-  PROXYATTN_CHECK(file != nullptr, path, ": cannot open for writing");
+  if (!(file != nullptr)) fail(path, ": cannot open for writing");
   png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, nullptr, nullptr, nullptr);
   png_infop info = png ? png_create_info_struct(png) : nullptr;
-  PROXYATTN_CHECK(png != nullptr && info != nullptr, path, ": libpng could not start");
+  if (!(png != nullptr && info != nullptr)) fail(path, ": libpng could not start");
   if (setjmp(png_jmpbuf(png))) {
     png_destroy_write_struct(&png, &info);
-    PROXYATTN_FAIL(path, ": libpng failed while writing");
+    fail(path, ": libpng failed while writing");
   }
   png_init_io(png, file.get());
   png_set_IHDR(png, info, static_cast<png_uint_32>(width), static_cast<png_uint_32>(height), 8,

@@ -169,11 +169,11 @@ __global__ void density_kernel(const __grid_constant__ SelectParams p) {
 
 /// \brief A sequence that runs dense: identity orders, full counts, budgets nb, density 1.
 /// Grid (nb), 256 threads.
-__global__ void dense_plan_kernel(const __grid_constant__ SelectParams p, int num_groups) {
+__global__ void dense_plan_kernel(const __grid_constant__ SelectParams p, int num_proxy_heads) {
   const int m = blockIdx.x;
   const int nb = p.num_blocks;
   const std::int64_t tri = static_cast<std::int64_t>(nb) * (nb + 1) / 2;
-  for (int idx = threadIdx.x; idx < num_groups * (m + 1); idx += blockDim.x) {
+  for (int idx = threadIdx.x; idx < num_proxy_heads * (m + 1); idx += blockDim.x) {
     const int j = idx / (m + 1);
     const int n = idx % (m + 1);
     p.group_order[j * tri + static_cast<std::int64_t>(m) * (m + 1) / 2 + n] =

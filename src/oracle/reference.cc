@@ -1,15 +1,18 @@
-// src/cpu/reference.cc: SPEC.md section 3, stage by stage, in plain loops and double precision.
+// src/oracle/reference.cc: SPEC.md section 3, stage by stage, in plain loops and double precision.
 // Never optimized: every fast path is tested against this file. Read it beside SPEC.md.
-#include "cpu/reference.h"
+#include "proxyattn/oracle/reference.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
+#include "common/check.h"
 #include "common/numeric.h"
 #include "common/rules.h"
+#include "common/validate.h"
 #include "common/workspace.h"
+#include "oracle/operands.h"
 
 namespace proxyattn::reference {
 
@@ -152,7 +155,8 @@ double load(const void* data, DType dtype, std::int64_t i) {
   return static_cast<double>(load_float(data, dtype, i));
 }
 
-std::vector<SeqPlan> plan(const Problem& p, const Config& c) {
+std::vector<SeqPlan> plan(const Operands& operands, const Config& c) {
+  const Problem p = resolve(operands);
   const std::int64_t g = c.num_proxy_heads, H = p.shape.num_qo_heads;
   const std::int64_t heads_per_group = H / g;
   std::vector<SeqPlan> out(p.shape.batch());
@@ -196,20 +200,14 @@ std::vector<SeqPlan> plan(const Problem& p, const Config& c) {
       const std::vector<double> a = last_block_mass(p, c, start, n_tokens, nb, h);
       std::copy(a.begin(), a.end(), sp.mass.begin() + h * nb);
       std::vector<double> sorted = a;
-      const bool any_nan = std::any_of(a.begin(), a.end(), [](double x) { return std::isnan(x); });
-      std::sort(sorted.begin(), sorted.end(), std::greater<double>());
+      std::sort(sorted.begin(), sorted.end(), rules::nan_first_descending);
       std::vector<double> prefix(nb + 1, 0.0);  // prefix[c] = top-c sum
       for (std::int64_t n = 0; n < nb; ++n) prefix[n + 1] = prefix[n] + sorted[n];
       const double total = prefix[nb];  // sum(a_h), summed in sorted order
       sp.mass_sum[h] = total;
-      std::int64_t n_h = nb;
-      if (!any_nan && std::isfinite(total) && total > 0.0) {
-        for (std::int64_t cnt = 1; cnt <= nb; ++cnt) {
-          if (prefix[cnt] >= c.gamma * total) {
-            n_h = cnt;
-            break;
-          }
-        }
+      const std::int64_t n_h =
+          rules::budget_cut([&](std::int64_t i) { return sorted[i]; }, nb, c.gamma);
+      if (std::isfinite(total) && total > 0.0) {
         sp.margin[h] = std::min(std::fabs(prefix[n_h] - c.gamma * total),
                                 std::fabs(prefix[n_h - 1] - c.gamma * total)) / total;
       }
@@ -282,8 +280,10 @@ Plan to_plan(const std::vector<SeqPlan>& seqs, const ProblemShape& shape, const 
   return plan;
 }
 
-void attend(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
-            std::vector<double>& out, std::vector<double>& lse) {
+namespace {
+
+void attend_problem(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
+                    std::vector<double>& out, std::vector<double>& lse) {
   const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
   out.assign(T * H * D, 0.0);
   lse.assign(H * T, kNegInf);
@@ -306,8 +306,16 @@ void attend(const Problem& p, std::int64_t block_size, const std::vector<std::ui
   });
 }
 
-void naive_attend(const Problem& p, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
-                  std::vector<std::uint8_t>& out) {
+}  // namespace
+
+void attend(const Operands& operands, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
+            std::vector<double>& out, std::vector<double>& lse) {
+  attend_problem(resolve(operands), block_size, mask, out, lse);
+}
+
+void naive_attend(const Operands& operands, std::int64_t block_size,
+                  const std::vector<std::uint8_t>& mask, std::vector<std::uint8_t>& out) {
+  const Problem p = resolve(operands);
   const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
   out.assign(static_cast<std::size_t>(T * H * D) * dtype_size(p.dtype), 0);
   for_each_row(p, block_size, mask, [&](std::int64_t t, std::int64_t h, std::int64_t kv,
@@ -343,10 +351,11 @@ std::vector<std::uint8_t> full_mask(const ProblemShape& shape, std::int64_t bloc
   return mask;
 }
 
-void dense(const Problem& p, std::vector<double>& out, std::vector<double>& lse) {
+void dense(const Operands& operands, std::vector<double>& out, std::vector<double>& lse) {
   // Dense attention is the sparse definition with every causal block selected.
   constexpr std::int64_t kBlock = 128;
-  attend(p, kBlock, full_mask(p.shape, kBlock), out, lse);
+  const Problem p = resolve(operands);
+  attend_problem(p, kBlock, full_mask(p.shape, kBlock), out, lse);
 }
 
 }  // namespace proxyattn::reference

@@ -1,19 +1,26 @@
-// tests/testing/compare.cc
-#include "testing/compare.h"
+// src/oracle/compare.cc: the double reference on a workload, and mismatch reports.
+#include "proxyattn/oracle/compare.h"
 
 #include <cmath>
 #include <sstream>
 
 #include "common/numeric.h"
-#include "common/validate.h"
-#include "cpu/reference.h"
+#include "proxyattn/oracle/reference.h"
 
 namespace proxyattn::testing {
 
-Problem problem_of(const Workload& w, const Output* out, float scale) {
-  const TensorView q = w.q_view(), k = w.k_view(), v = w.v_view();
-  return make_problem(q, k, &v, out ? &out->o_view : nullptr, out ? &out->lse_view : nullptr,
-                      w.seqlens(), scale);
+reference::Operands operands_of(const Workload& w, const Output* out, float scale) {
+  reference::Operands o;
+  o.q = w.q_view();
+  o.k = w.k_view();
+  o.v = w.v_view();
+  if (out != nullptr) {
+    o.out = out->o_view;
+    o.lse = out->lse_view;
+  }
+  o.cu_seqlens = w.seqlens();
+  o.scale = scale;
+  return o;
 }
 
 namespace {
@@ -22,11 +29,11 @@ namespace {
 OutputError naive_error(const Workload& w, std::int64_t block_size,
                         const std::vector<std::uint8_t>& mask, float scale, const Reference& r) {
   std::vector<std::uint8_t> naive;
-  reference::naive_attend(problem_of(w, nullptr, scale), block_size, mask, naive);
-  const TensorView q = w.q_view(), k = w.k_view(), v = w.v_view();
-  const TensorView o = TensorView::contiguous(naive.data(), w.spec.dtype,
-                                              {w.total_tokens, w.spec.num_qo_heads, w.spec.head_dim});
-  return compare_output(make_problem(q, k, &v, &o, nullptr, w.seqlens(), scale), r.out, r.lse);
+  reference::naive_attend(operands_of(w, nullptr, scale), block_size, mask, naive);
+  reference::Operands o = operands_of(w, nullptr, scale);
+  o.out = TensorView::contiguous(naive.data(), w.spec.dtype,
+                                 {w.total_tokens, w.spec.num_qo_heads, w.spec.head_dim});
+  return compare_output(o, r.out, r.lse);
 }
 
 }  // namespace
@@ -34,7 +41,7 @@ OutputError naive_error(const Workload& w, std::int64_t block_size,
 Reference reference_attend(const Workload& w, std::int64_t block_size,
                            const std::vector<std::uint8_t>& mask, float scale) {
   Reference r;
-  reference::attend(problem_of(w, nullptr, scale), block_size, mask, r.out, r.lse);
+  reference::attend(operands_of(w, nullptr, scale), block_size, mask, r.out, r.lse);
   r.naive = naive_error(w, block_size, mask, scale, r);
   return r;
 }

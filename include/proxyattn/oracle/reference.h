@@ -1,4 +1,4 @@
-// src/cpu/reference.h: the plain double-precision reference of every SPEC.md stage. Never
+// proxyattn/oracle/reference.h: the plain double-precision reference of every docs/SPEC.md stage. Never
 // optimized: it is the yardstick that the CPU and CUDA paths are tested against.
 #pragma once
 
@@ -8,8 +8,20 @@
 #include "proxyattn/config.h"
 #include "proxyattn/plan.h"
 #include "proxyattn/problem.h"
+#include "proxyattn/types.h"
 
 namespace proxyattn::reference {
+
+/// \brief The operands the oracle reads: host views of q, k and, where a function needs them, v,
+/// out and lse (rank 0 = absent), with the host cu_seqlens and the softmax scale (0 = 1/sqrt(d)).
+/// They are validated as the public entries validate theirs.
+struct Operands {
+  TensorView q, k, v;  // [total_tokens, heads, head_dim]
+  TensorView out;      // [total_tokens, num_qo_heads, head_dim]  compare_output only
+  TensorView lse;      // [num_qo_heads, total_tokens] fp32       compare_output only, optional
+  CuSeqlens cu_seqlens;
+  float scale = 0.0f;
+};
 
 /// \brief Everything the reference decides for one sequence, in double.
 struct SeqPlan {
@@ -27,7 +39,7 @@ struct SeqPlan {
 };
 
 /// \brief Stages 1-6 for every sequence of the problem (reads q and k on the host).
-std::vector<SeqPlan> plan(const Problem& problem, const Config& config);
+std::vector<SeqPlan> plan(const Operands& operands, const Config& config);
 
 /// \brief Writes a reference plan into workspace memory as a Plan (host), so the fast paths can
 /// attend over exactly the reference's selection.
@@ -36,21 +48,21 @@ Plan to_plan(const std::vector<SeqPlan>& seqs, const ProblemShape& shape, const 
 
 /// \brief Stage 7 over a dense 0/1 block mask in Plan::to_dense() layout, in double.
 /// \param out [total_tokens, num_qo_heads, head_dim]   \param lse [num_qo_heads, total_tokens]
-void attend(const Problem& problem, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
+void attend(const Operands& operands, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
             std::vector<double>& out, std::vector<double>& lse);
 
 /// \brief The same-precision naive attention of STYLE.md's tolerance rule: fp32 scores and a
 /// two-pass softmax (not online), P rounded to the input dtype before P.V, fp32 accumulation, O
 /// rounded to the dtype. Its error against attend() is the yardstick a fast path is held to.
 /// \param out [total_tokens, num_qo_heads, head_dim] in the problem's dtype (contiguous bytes)
-void naive_attend(const Problem& problem, std::int64_t block_size,
+void naive_attend(const Operands& operands, std::int64_t block_size,
                   const std::vector<std::uint8_t>& mask, std::vector<std::uint8_t>& out);
 
 /// \brief Every block selected, [sum_i num_qo_heads * nb_i * nb_i] in Plan::to_dense() layout.
 std::vector<std::uint8_t> full_mask(const ProblemShape& shape, std::int64_t block_size);
 
 /// \brief Dense causal attention in double (every block selected).
-void dense(const Problem& problem, std::vector<double>& out, std::vector<double>& lse);
+void dense(const Operands& operands, std::vector<double>& out, std::vector<double>& lse);
 
 /// \brief Reads element i of a q/k/v buffer of the problem's dtype as double.
 double load(const void* data, DType dtype, std::int64_t i);

@@ -1,5 +1,5 @@
-// src/cpu/conformance.cc: SPEC.md section 4, plan and output conformance against the reference.
-#include "cpu/conformance.h"
+// src/oracle/conformance.cc: SPEC.md section 4, plan and output conformance against the reference.
+#include "proxyattn/oracle/conformance.h"
 
 #include <algorithm>
 #include <cmath>
@@ -8,6 +8,7 @@
 
 #include "common/numeric.h"
 #include "common/rules.h"
+#include "oracle/operands.h"
 
 namespace proxyattn {
 
@@ -37,7 +38,7 @@ bool budget_conforms(const reference::SeqPlan& sp, std::int64_t h, std::int64_t 
   const double total = prefix[nb], target = c.gamma * total, slack = delta * total;
   if (B < 1 || B > nb) return false;
   const std::int64_t lo = std::min(c.min_budget_blocks(), nb);
-  const std::int64_t hi = c.max_budget_blocks() < 0 ? nb : std::min(c.max_budget_blocks(), nb);
+  const std::int64_t hi = std::min(c.max_budget_blocks(), nb);
   const bool not_too_small = B >= hi || prefix[B] >= target - slack;
   const bool not_too_big = B <= lo || prefix[B - 1] < target + slack;
   return not_too_small && not_too_big;
@@ -48,7 +49,7 @@ bool budget_conforms(const reference::SeqPlan& sp, std::int64_t h, std::int64_t 
 PlanConformance check_plan(const std::vector<reference::SeqPlan>& ref, const Plan& plan,
                            const Config& c, double delta) {
   PlanConformance r;
-  const WorkspaceLayout& l = plan.layout;
+  const PlanLayout& l = plan.layout;
   auto fail = [&](const std::string& what) {
     r.ok = false;
     if (r.first_failure.empty()) r.first_failure = what;
@@ -61,7 +62,7 @@ PlanConformance check_plan(const std::vector<reference::SeqPlan>& ref, const Pla
     fail("batch differs from the reference's");
     return r;
   }
-  const std::int64_t H = l.num_qo_heads, g = l.num_groups;
+  const std::int64_t H = l.num_qo_heads, g = l.num_proxy_heads;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const reference::SeqPlan& sp = ref[i];
     const std::int64_t nb = sp.num_blocks, tri = nb * (nb + 1) / 2;
@@ -128,8 +129,9 @@ PlanConformance check_plan(const std::vector<reference::SeqPlan>& ref, const Pla
   return r;
 }
 
-OutputError compare_output(const Problem& p, const std::vector<double>& out_ref,
+OutputError compare_output(const reference::Operands& operands, const std::vector<double>& out_ref,
                            const std::vector<double>& lse_ref) {
+  const Problem p = reference::resolve(operands);
   OutputError e;
   const std::int64_t H = p.shape.num_qo_heads, D = p.shape.head_dim, T = p.shape.total_tokens;
   e.rel_error_per_head.assign(H, 0.0);

@@ -1,11 +1,11 @@
-// tests/testing/compare.h: runs the double reference on a workload and reports mismatches.
+// proxyattn/oracle/compare.h: runs the double reference on a workload and reports mismatches.
 #pragma once
 
 #include <string>
 #include <vector>
 
-#include "cpu/conformance.h"
-#include "testing/workload.h"
+#include "proxyattn/oracle/conformance.h"
+#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn::testing {
 
@@ -21,8 +21,8 @@ Reference reference_attend(const Workload& w, std::int64_t block_size,
                            const std::vector<std::uint8_t>& mask, float scale = 0.0f);
 Reference reference_dense(const Workload& w, float scale = 0.0f);
 
-/// \brief The Problem of a workload with its output (for compare_output).
-Problem problem_of(const Workload& w, const Output* out, float scale = 0.0f);
+/// \brief The oracle's operands for a workload, with its output where given (for compare_output).
+reference::Operands operands_of(const Workload& w, const Output* out = nullptr, float scale = 0.0f);
 
 /// \brief The first `limit` elements whose error exceeds tol, as "(head h, token t, dim d): got
 /// x, want y" lines, plus max abs, mean abs and NMSE.

@@ -1,5 +1,5 @@
-// tests/testing/workload.cc: random and structured problems, outputs, random-mask plans.
-#include "testing/workload.h"
+// src/oracle/workload.cc: random and structured problems, outputs, random-mask plans.
+#include "proxyattn/oracle/workload.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,18 +7,10 @@
 #include <cstring>
 #include <random>
 
+#include "common/check.h"
 #include "common/numeric.h"
 
 namespace proxyattn::testing {
-
-void Buffer::Free::operator()(void* p) const { std::free(p); }
-
-Buffer::Buffer(std::size_t bytes) : size_(bytes) {
-  const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256;
-  data_.reset(std::aligned_alloc(256, rounded));
-  PROXYATTN_CHECK(data_ != nullptr, "out of host memory allocating ", bytes, " bytes");
-  std::memset(data_.get(), 0, rounded);
-}
 
 WorkloadKind parse_workload(const std::string& name) {
   if (name == "random") return WorkloadKind::kRandom;
@@ -259,12 +251,12 @@ Plan random_mask_plan(const ProblemShape& shape, int block_size, double density,
   config.num_proxy_heads = static_cast<int>(shape.num_kv_heads);
   config.min_budget_tokens = 0;
   config.dense_below_tokens = 0;
-  const WorkspaceLayout l = make_workspace_layout(shape, config);
-  if (workspace.size() < l.total_bytes) workspace = Buffer(l.total_bytes);
+  const std::size_t bytes = workspace_size(shape, config);
+  if (workspace.size() < bytes) workspace = Buffer(bytes);
   std::vector<std::uint8_t> mask;
   const std::int64_t H = shape.num_qo_heads, r = shape.group_size();
   for (std::int64_t i = 0; i < shape.batch(); ++i) {
-    const std::int64_t nb = l.num_blocks[i];
+    const std::int64_t nb = (shape.seq_len(i) + block_size - 1) / block_size;
     std::vector<std::uint8_t> seq_mask(H * nb * nb, 0);
     for (std::int64_t kv = 0; kv < shape.num_kv_heads; ++kv) {
       for (std::int64_t m = 0; m < nb; ++m) {

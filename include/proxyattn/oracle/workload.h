@@ -1,4 +1,4 @@
-// tests/testing/workload.h: generated problems shared by tests, benchmarks and the CLI.
+// proxyattn/oracle/workload.h: generated problems shared by tests, benchmarks and the CLI.
 // Every tensor has its own seed; inputs are rounded to the dtype before anyone reads them.
 #pragma once
 
@@ -12,22 +12,8 @@
 
 namespace proxyattn::testing {
 
-/// \brief Host memory aligned to 256 bytes (workspaces need it), zero-filled.
-class Buffer {
- public:
-  Buffer() = default;
-  explicit Buffer(std::size_t bytes);
-  void* data() const { return data_.get(); }
-  std::size_t size() const { return size_; }
-  Workspace workspace() const { return Workspace{data(), size_, Device::kCPU, 0}; }
-
- private:
-  struct Free {
-    void operator()(void* p) const;
-  };
-  std::unique_ptr<void, Free> data_;
-  std::size_t size_ = 0;
-};
+/// \brief Host memory, 256-byte aligned and zero-filled (a valid workspace).
+using Buffer = proxyattn::Buffer;
 
 enum class WorkloadKind {
   kRandom,      ///< i.i.d. normal q, k, v

@@ -1,11 +1,11 @@
-// src/cpu/conformance.h: SPEC.md section 4's conformance of a plan and of an output.
+// proxyattn/oracle/conformance.h: SPEC.md section 4's conformance of a plan and of an output.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-#include "cpu/reference.h"
+#include "proxyattn/oracle/reference.h"
 #include "proxyattn/plan.h"
 
 namespace proxyattn {
@@ -35,7 +35,7 @@ struct OutputError {
 
 /// \brief Compares O (of the problem's dtype, strided as in the problem) and lse against the
 /// double reference. lse may be nullptr.
-OutputError compare_output(const Problem& problem, const std::vector<double>& out_ref,
+OutputError compare_output(const reference::Operands& operands, const std::vector<double>& out_ref,
                            const std::vector<double>& lse_ref);
 
 /// \brief A fixed ceiling on the relative error per head for dtype, for callers that have no
