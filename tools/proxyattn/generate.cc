@@ -122,8 +122,9 @@ int run_generate(const GenerateOptions& o) {
                 options.config.gamma, static_cast<long long>(options.config.min_budget_tokens));
   }
   std::printf("\n  text: %s\n", text.c_str());
-  std::printf("  prefill: %.1f ms (attention %.1f ms, everything else %.1f ms)\n", st.prefill_ms,
-              st.attention_ms, st.prefill_ms - st.attention_ms);
+  std::printf("  prefill: %.1f ms (attention %.1f ms", st.prefill_ms, st.attention_ms);
+  if (mode == runner::AttentionMode::kProxy) std::printf(" of which plan %.1f ms", st.plan_ms);
+  std::printf(", everything else %.1f ms)\n", st.prefill_ms - st.attention_ms);
   std::printf("  decode: %zu tokens, %.1f tokens/s\n", g.tokens.size(), g.decode_tokens_per_s());
   std::printf("  density per layer:");
   for (double d : st.density) std::printf(" %.3f", d);
@@ -136,6 +137,7 @@ int run_generate(const GenerateOptions& o) {
     j["attention"] = runner::to_string(mode);
     j["prefill_ms"] = st.prefill_ms;
     j["attention_ms"] = st.attention_ms;
+    j["plan_ms"] = st.plan_ms;
     j["layer_attention_ms"] = st.layer_attention_ms;
     j["decode_tok_s"] = g.decode_tokens_per_s();
     j["density"] = st.density;
@@ -186,6 +188,9 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
   cmds.demo.model.add_to(*demo, shipped_model_dir());
   demo->add_option("--out", cmds.demo.out_dir, "folder for demo-blocks.png")->capture_default_str();
   demo->add_flag("--short", cmds.demo.short_form, "a short prompt (a quick smoke test)");
+  demo->add_option("--repeats", cmds.demo.repeats, "prefills per mode for the times (medians)")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   cmds.demo_app = demo;
 }
 

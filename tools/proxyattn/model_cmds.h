@@ -3,7 +3,7 @@
 //                      [--attention dense|proxy] [config flags] [--threads N] [--json]
 //   proxyattn eval     --model DIR --tasks FILE.jsonl [--limit N] [--attention dense,proxy]
 //                      [config flags] [--out DIR] [--json]
-//   proxyattn demo     [--out DIR] [--model DIR] [--short]
+//   proxyattn demo     [--out DIR] [--model DIR] [--short] [--repeats N] [config flags]
 // Results go to stdout, progress to stderr; --json ends stdout with one JSON object.
 #pragma once
 
@@ -51,6 +51,7 @@ struct DemoOptions {
   ModelOptions model;
   std::string out_dir = ".";
   bool short_form = false;  // a shorter prompt, for smoke tests
+  int repeats = 3;          // prefills per mode for the times (medians)
 };
 
 int run_generate(const GenerateOptions& o);

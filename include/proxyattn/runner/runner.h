@@ -45,6 +45,7 @@ struct PrefillStats {
   std::int64_t tokens = 0;
   double prefill_ms = 0.0;    ///< the whole prefill, embedding to last-token logits
   double attention_ms = 0.0;  ///< the attention calls (plan + attend, or dense), all layers
+  double plan_ms = 0.0;       ///< the plan() part of attention_ms (ProxyAttn only)
   std::vector<double> layer_attention_ms;  // [num_layers]
   /// Density per layer: selected causal blocks / causal blocks, weighted over heads (1 for dense).
   std::vector<double> density;              // [num_layers]
