@@ -83,6 +83,7 @@ int run_demo(const DemoOptions& o) {
   const runner::RunOptions proxy = o.model.run_options(runner::AttentionMode::kProxy, demo_config());
   const std::string figure = o.out_dir + "/demo-blocks.png";
 
+  check_output_dir(o.out_dir);
   model_progress("demo: loading " + o.model.model_dir);
   const runner::Model model = runner::load_model(o.model.model_dir);
   const runner::Tokenizer tok = runner::Tokenizer::load(o.model.model_dir);

@@ -196,8 +196,7 @@ int run_eval(const EvalOptions& o) {
   model_progress("eval: loading " + o.model.model_dir);
   const runner::Model model = runner::load_model(o.model.model_dir);
   const runner::Tokenizer tok = runner::Tokenizer::load(o.model.model_dir);
-  // Fail on an unwritable output folder before hours of work, not after.
-  write_file_atomic(o.out_dir + "/eval.json", "{}\n");
+  check_output_dir(o.out_dir);  // fail now, not after hours of work
 
   // outcomes[i][m]: record i, mode m.
   std::vector<std::vector<Outcome>> outcomes(records.size(), std::vector<Outcome>(modes.size()));

@@ -17,6 +17,10 @@ namespace proxyattn::cli {
 /// \brief Writes bytes to path atomically (temporary file in the same folder, then rename).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+/// \brief Throws Error unless a file can be created in dir (checked before long work, so that a
+/// bad --out fails at once; the probe file is removed).
+void check_output_dir(const std::string& dir);
+
 /// \brief One panel of a block-selection figure: the selected blocks of one head of sequence 0.
 struct BlockPanel {
   std::vector<std::uint8_t> mask;  // [nb, nb] 0/1, query blocks down, key blocks across
