@@ -213,3 +213,81 @@ double peak_avx512_fp32_loop(double seconds) {
 }
 
 }  // namespace proxyattn::cpu::kernels
+
+namespace proxyattn::cpu::kernels {
+namespace {
+
+inline float key_value(const float* k, int c) { return k[c]; }
+inline float key_value(const std::uint16_t* k, int c) { return bf16_bits_to_float(k[c]); }
+
+// Logit tiles by fp32 FMA: S^T[key][16 rows] += bcast(K[key][c]) * Qp[c][16 rows]; KR keys x RV
+// row vectors = 24 accumulators.
+template <int RV, typename KT>
+void stats_item(const StatsItem& it) {
+  constexpr int KR = RV == 8 ? 2 : 24 / RV;  // accumulators + RV Q vectors + 1 <= 32 zmm
+  const int d = it.head_dim, rp = it.rows_pad;
+  const auto* qp = static_cast<const float*>(it.q_packed);  // [d][rp]
+  const auto* k = static_cast<const KT*>(it.k);
+  const std::int64_t last = min_i64(it.n_keys, it.row0 + it.rows);  // keys [0, last) visited
+  const std::int64_t nkb = (it.n_keys + it.key_block - 1) / it.key_block;
+  for (std::int64_t kb = 0; kb < nkb; ++kb) {
+    const std::int64_t u0 = kb * it.key_block;
+    float* bmax = it.bmax + kb * rp;
+    float* bsum = it.bsum + kb * rp;
+    if (u0 >= last) {
+      for (int r = 0; r < rp; ++r) {
+        bmax[r] = kNegInf;
+        bsum[r] = 0.0f;
+      }
+      continue;
+    }
+    const int nk = static_cast<int>(min_i64(it.key_block, last - u0));
+    for (int i = 0; i < nk; i += KR) {
+      const KT* krow[KR];
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) krow[j] = k + min_i64(u0 + i + j, last - 1) * it.k_stride;
+      __m512 acc[KR][RV];
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) {
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_setzero_ps();
+      }
+      for (int c = 0; c < d; ++c) {
+        __m512 qv[RV];
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) qv[v] = _mm512_load_ps(qp + c * rp + 16 * v);
+#pragma GCC unroll 32
+        for (int j = 0; j < KR; ++j) {
+          const __m512 kv = _mm512_set1_ps(key_value(krow[j], c));
+#pragma GCC unroll 32
+          for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_fmadd_ps(kv, qv[v], acc[j][v]);
+        }
+      }
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) {
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) _mm512_store_ps(it.tile + (i + j) * rp + 16 * v, acc[j][v]);
+      }
+    }
+    tile_stats<RV>(it, it.tile, u0, nk, bmax, bsum);
+  }
+}
+
+template <typename KT>
+void stats_dispatch(const StatsItem& it) {
+  switch (it.rows_pad) {
+    case 16: return stats_item<1, KT>(it);
+    case 32: return stats_item<2, KT>(it);
+    case 64: return stats_item<4, KT>(it);
+    default: return stats_item<8, KT>(it);
+  }
+}
+
+}  // namespace
+
+void logit_stats_avx512_fp32(const StatsItem& it) {
+  if (it.k_bf16) return stats_dispatch<std::uint16_t>(it);
+  return stats_dispatch<float>(it);
+}
+
+}  // namespace proxyattn::cpu::kernels

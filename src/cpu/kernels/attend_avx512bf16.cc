@@ -245,3 +245,73 @@ double peak_avx512bf16_loop(double seconds) {
 }
 
 }  // namespace proxyattn::cpu::kernels
+
+namespace proxyattn::cpu::kernels {
+namespace {
+
+// Logit tiles by vdpbf16ps: S^T[key][16 rows] += bcast(K[key][2p, 2p+1]) . Qp[p][16 rows][2].
+template <int RV>
+void stats_item(const StatsItem& it) {
+  constexpr int KR = RV == 8 ? 2 : 24 / RV;  // accumulators + RV Q vectors + 1 <= 32 zmm
+  const int d = it.head_dim, rp = it.rows_pad;
+  const auto* qp = static_cast<const std::uint16_t*>(it.q_packed);  // [d/2][rp][2]
+  const auto* k = static_cast<const std::uint16_t*>(it.k);
+  const std::int64_t last = min_i64(it.n_keys, it.row0 + it.rows);
+  const std::int64_t nkb = (it.n_keys + it.key_block - 1) / it.key_block;
+  for (std::int64_t kb = 0; kb < nkb; ++kb) {
+    const std::int64_t u0 = kb * it.key_block;
+    float* bmax = it.bmax + kb * rp;
+    float* bsum = it.bsum + kb * rp;
+    if (u0 >= last) {
+      for (int r = 0; r < rp; ++r) {
+        bmax[r] = kNegInf;
+        bsum[r] = 0.0f;
+      }
+      continue;
+    }
+    const int nk = static_cast<int>(min_i64(it.key_block, last - u0));
+    for (int i = 0; i < nk; i += KR) {
+      const std::uint16_t* krow[KR];
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) krow[j] = k + min_i64(u0 + i + j, last - 1) * it.k_stride;
+      __m512 acc[KR][RV];
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) {
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_setzero_ps();
+      }
+      for (int p = 0; p < d / 2; ++p) {
+        __m512bh qv[RV];
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) {
+          qv[v] = (__m512bh)_mm512_load_si512(qp + (static_cast<std::size_t>(p) * rp + 16 * v) * 2);
+        }
+#pragma GCC unroll 32
+        for (int j = 0; j < KR; ++j) {
+          const __m512bh kv = bcast_pair(krow[j] + 2 * p);
+#pragma GCC unroll 32
+          for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], kv, qv[v]);
+        }
+      }
+#pragma GCC unroll 32
+      for (int j = 0; j < KR; ++j) {
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) _mm512_store_ps(it.tile + (i + j) * rp + 16 * v, acc[j][v]);
+      }
+    }
+    tile_stats<RV>(it, it.tile, u0, nk, bmax, bsum);
+  }
+}
+
+}  // namespace
+
+void logit_stats_avx512bf16(const StatsItem& it) {
+  switch (it.rows_pad) {
+    case 16: return stats_item<1>(it);
+    case 32: return stats_item<2>(it);
+    case 64: return stats_item<4>(it);
+    default: return stats_item<8>(it);
+  }
+}
+
+}  // namespace proxyattn::cpu::kernels

@@ -135,3 +135,44 @@ inline void sink_float(float x) {
 
 }  // namespace
 }  // namespace proxyattn::cpu::kernels
+
+namespace proxyattn::cpu::kernels {
+namespace {
+
+// Second half of the logit statistics (kernels.h, StatsItem): from the tile of logits
+// [nk][rows_pad] (raw dot products, keys u0..u0+nk-1), the visible-lane max and sum of exp.
+template <int RV>
+inline void tile_stats(const StatsItem& it, const float* tile, std::int64_t u0, int nk,
+                       float* bmax, float* bsum) {
+  const float c = it.scale * kLog2e;
+#pragma GCC unroll 8
+  for (int v = 0; v < RV; ++v) {
+    const __mmask16 live = prefix_mask(it.rows - 16 * v);
+    __m512 mx = _mm512_set1_ps(kNegInf);
+    for (int i = 0; i < nk; ++i) {
+      // Row r = 16 v + lane sees key u0 + i iff r >= u0 + i - row0.
+      const std::int64_t thr = u0 + i - it.row0 - 16 * v;
+      const __mmask16 k = static_cast<__mmask16>(
+          live & ~prefix_mask(static_cast<int>(max_i64(-1, min_i64(thr, 16)))));
+      mx = _mm512_mask_max_ps(mx, k, mx, _mm512_load_ps(tile + i * it.rows_pad + 16 * v));
+    }
+    // m in log2 units; rows that see nothing keep -inf and sum 0.
+    const __mmask16 any = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(kNegInf), _CMP_NEQ_UQ);
+    const __m512 m2 = _mm512_maskz_mul_ps(any, mx, _mm512_set1_ps(c));
+    const __m512 vc = _mm512_set1_ps(c);
+    __m512 sum = _mm512_setzero_ps();
+    for (int i = 0; i < nk; ++i) {
+      const std::int64_t thr = u0 + i - it.row0 - 16 * v;
+      const __mmask16 k = static_cast<__mmask16>(
+          live & ~prefix_mask(static_cast<int>(max_i64(-1, min_i64(thr, 16)))));
+      const __m512 x = _mm512_fmsub_ps(_mm512_load_ps(tile + i * it.rows_pad + 16 * v), vc, m2);
+      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, exp2_ps(x)));
+    }
+    const __m512 natural = _mm512_mul_ps(mx, _mm512_set1_ps(it.scale));
+    _mm512_store_ps(bmax + 16 * v, _mm512_mask_blend_ps(any, _mm512_set1_ps(kNegInf), natural));
+    _mm512_store_ps(bsum + 16 * v, sum);
+  }
+}
+
+}  // namespace
+}  // namespace proxyattn::cpu::kernels

@@ -134,4 +134,10 @@ AttendKernel attend_kernel(Isa isa, bool bf16) {
   return k;
 }
 
+StatsFn stats_kernel(Isa isa, bool bf16_pairs) {
+  if (isa == Isa::kScalar) return nullptr;
+  if (bf16_pairs) return isa == Isa::kAvx512 ? nullptr : logit_stats_avx512bf16;
+  return logit_stats_avx512_fp32;
+}
+
 }  // namespace proxyattn::cpu::kernels

@@ -75,6 +75,38 @@ static inline std::size_t packed_block_bytes(PackLayout layout, int b, int dp) {
   return layout == PackLayout::kBf16Pairs ? elems * 2 : elems * 4;
 }
 
+/// \brief Per-(row, key block) softmax statistics of logits L[r][u] = scale * <q_r, k_u> for up
+/// to 128 query rows (lanes) against a run of keys, for the plan stages: the block max
+/// bmax[n][r] = max over visible keys u of block n of L[r][u] (natural-log units), and
+/// bsum[n][r] = sum over the same keys of exp(L[r][u] - bmax[n][r]); -inf and 0 where row r sees
+/// no key of block n. Row r is token row0 + r and sees key u iff u <= row0 + r (causal).
+struct StatsItem {
+  int rows = 0;              // valid rows, <= rows_pad
+  int rows_pad = 0;          // 16, 32, 64 or 128 (lanes)
+  int head_dim = 0;          // D (multiple of 8)
+  float scale = 0.0f;
+  std::int64_t row0 = 0;     // token of row 0, in key units
+  const void* q_packed = nullptr;  // fp32 [D][rows_pad] (fp32 kernel) or bf16 [D/2][rows_pad][2]
+  const void* k = nullptr;   // key u at k + u * k_stride elements, fp32 or bf16 (k_bf16)
+  std::int64_t k_stride = 0;
+  bool k_bf16 = false;
+  std::int64_t n_keys = 0;   // keys [0, n_keys); keys beyond row0 + rows - 1 are not visited
+  int key_block = 0;         // keys per statistics block (<= 128)
+  float* bmax = nullptr;     // [ceil(n_keys / key_block)][rows_pad]
+  float* bsum = nullptr;     // same
+  float* tile = nullptr;     // scratch [key_block + 32][rows_pad] floats, 64-byte aligned
+};
+
+using StatsFn = void (*)(const StatsItem& item);
+
+/// \brief The statistics kernel for tier isa: fp32 FMA (q_packed fp32) or, with bf16_pairs,
+/// vdpbf16ps (q_packed bf16 pairs, k bf16); nullptr for the scalar tier.
+StatsFn stats_kernel(Isa isa, bool bf16_pairs);
+
+// Per-tier statistics entries.
+void logit_stats_avx512_fp32(const StatsItem& item);
+void logit_stats_avx512bf16(const StatsItem& item);
+
 using AttendFn = void (*)(const AttendItem& item);
 
 /// \brief A kernel for one (ISA, dtype): its pack layout and its attention entry.
