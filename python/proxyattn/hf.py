@@ -20,12 +20,23 @@ layer index (int or str, as JSON stores it) to overrides, or a list indexed by l
 overrides may say {"dense": True}. The softmax scale is always the model's own `scaling`. Resolved
 settings are cached per attention module; call clear_cache() after editing an entry in place
 (assigning a new dict needs nothing).
+
+Tensor parallelism (`from_pretrained(..., tp_plan="auto")`, or `distributed_config=
+DistributedConfig(tp_size=N)` where transformers replaced that keyword, launched with torchrun):
+each rank's attention sees its own num_heads / TP query heads and num_kv_heads / TP KV heads, and
+the settings are resolved from those local counts. num_proxy_heads g stays the model-wide value:
+each rank runs g / TP proxies, so g must be a multiple of TP (else a proxy group would cross ranks)
+and the KV heads must split evenly; otherwise the first prefill raises proxyattn.Error. Ranks don't
+communicate for attention. `record_density()` collects plan statistics; its summary() reduces them
+over the ranks (an all_reduce on every rank). shard_settings() is the per-rank resolution itself.
 """
+import collections
 import warnings
 
 from .config import FIELDS, Config, resolve_config
 
-__all__ = ["register", "attention_forward", "layer_settings", "clear_cache"]
+__all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "shard_settings",
+           "tp_degree", "TPShard", "record_density", "DensityRecord", "summarize_density"]
 
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
@@ -96,13 +107,14 @@ def _warn_once(reason):
                       stacklevel=3)
 
 
-def _settings(name, module):
+def _settings(name, module, num_qo_heads=None, num_kv_heads=None):
     model_config = getattr(module, "config", None)
     entry = getattr(model_config, "proxyattn", None)
     cached = _cache.get((name, id(module)))
     if cached is not None and cached[0] == id(entry):
         return cached[1:]
     dense, config = layer_settings(getattr(module, "layer_idx", None), _defaults.get(name), entry)
+    config = _local_config(module, config, num_qo_heads, num_kv_heads)  # per rank under TP
     _cache[(name, id(module))] = (id(entry), dense, config, config.key())
     return dense, config, config.key()
 
@@ -180,8 +192,7 @@ def _unsupported(module, query, key, value, attention_mask, dropout, is_causal, 
 def attention_forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None,
                       is_causal=None, _name="proxyattn", **kwargs):
     """transformers' attention signature: query [B, H, S, D], key/value [B, Hkv, S_kv, D]
-    -> (out [B, S, H, D], None)."""
-    from . import torch_ops
+    -> (out [B, S, H, D], None). Under tensor parallelism H and Hkv are this rank's heads."""
 
     def sdpa(reason=None):
         if reason is not None:
@@ -193,7 +204,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     kv_len = key.shape[2]
     if q_len == 1 or q_len != kv_len:
         return sdpa()  # decode or chunked prefill: dense, by design
-    dense, config, args = _settings(_name, module)
+    dense, config, args = _settings(_name, module, num_qo_heads, key.shape[1])
     if dense:
         return sdpa()
     valid = None
@@ -213,7 +224,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     v = value.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)
     if valid is None or bool(valid.all()):
         cu = None if batch == 1 else _cu_seqlens(batch, q_len)
-        out, _ = torch_ops._run_prefill(q, k, v, cu, args, False)
+        out = _run_prefill(module, q, k, v, cu, args, config, scaling)
         return out.view(batch, q_len, num_qo_heads, head_dim), None
     # Padded batch: pack each row's valid tokens (in order) as one sequence of a varlen batch.
     import torch
@@ -221,9 +232,9 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     lengths = valid.sum(dim=1).to(device="cpu", dtype=torch.int32)
     cu = torch.zeros(batch + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(lengths, dim=0)
-    packed, _ = torch_ops._run_prefill(q.index_select(0, index).contiguous(),
-                                       k.index_select(0, index).contiguous(),
-                                       v.index_select(0, index).contiguous(), cu, args, False)
+    packed = _run_prefill(module, q.index_select(0, index).contiguous(),
+                          k.index_select(0, index).contiguous(),
+                          v.index_select(0, index).contiguous(), cu, args, config, scaling)
     out = q.new_zeros(batch * q_len, num_qo_heads, head_dim)
     out.index_copy_(0, index, packed)
     return out.view(batch, q_len, num_qo_heads, head_dim), None
@@ -260,3 +271,279 @@ def register(name="proxyattn", **settings):
     AttentionInterface.register(name, forward)
     AttentionMaskInterface.register(name, sdpa_mask)
     return name
+
+
+# --- Tensor parallelism --------------------------------------------------------------------------
+# Head-sharded tensor parallelism (transformers' tp_plan="auto" or DistributedConfig(tp_size=N),
+# launched with torchrun): the q/k/v projections are split by columns, so rank r of TP holds query
+# heads [r*H/TP, (r+1)*H/TP) and KV heads [r*Hkv/TP, (r+1)*Hkv/TP), and the attention function sees
+# those local heads only. Proxy group j holds KV heads [j*Hkv/g, (j+1)*Hkv/g) (docs/SPEC.md section
+# 3, stage 1), so when TP divides g every group lies on one rank: rank r runs g/TP proxies over its
+# own heads and its plan is exactly the matching slice of the 1-rank plan, with no communication.
+
+TPShard = collections.namedtuple(
+    "TPShard", "world_size rank num_qo_heads num_kv_heads num_proxy_heads qo_heads kv_heads "
+    "proxy_heads")
+TPShard.__doc__ = """What one tensor-parallel rank holds: its local head counts and the global
+index ranges [start, stop) of its query heads, KV heads and proxy groups."""
+
+
+def _error(message):
+    from ._core import Error
+    return Error(f"proxyattn: {message}")
+
+
+def tp_degree(num_heads, num_kv_heads, local_heads, local_kv_heads):
+    """The tensor-parallel degree implied by an attention call's local head counts (1 when the
+    call sees every head). Plain Python.
+
+    Raises proxyattn.Error when the local counts are not an even split of the model's heads, e.g.
+    KV heads that don't divide over the ranks.
+    """
+    num_heads, num_kv_heads = int(num_heads), int(num_kv_heads)
+    local_heads, local_kv_heads = int(local_heads), int(local_kv_heads)
+    if local_heads == num_heads and local_kv_heads == num_kv_heads:
+        return 1
+    if local_heads < 1 or num_heads % local_heads != 0:
+        raise _error(f"this rank holds {local_heads} of the model's {num_heads} query heads, "
+                     "not an even split over tensor-parallel ranks")
+    tp = num_heads // local_heads
+    if num_kv_heads % tp != 0 or local_kv_heads * tp != num_kv_heads:
+        raise _error(f"KV heads don't split evenly over {tp} tensor-parallel ranks: this rank "
+                     f"holds {local_kv_heads} of the model's {num_kv_heads} KV heads and "
+                     f"{local_heads} of its {num_heads} query heads; expected "
+                     f"{num_kv_heads / tp:g}")
+    return tp
+
+
+def shard_settings(num_heads, num_kv_heads, num_proxy_heads, world_size, rank=0):
+    """Per-rank settings under head-sharded tensor parallelism -> TPShard. Plain Python.
+
+    num_heads, num_kv_heads: the model's (global) query and KV heads; num_proxy_heads: the global
+    g of the settings; world_size: the tensor-parallel degree TP; rank: this rank in the TP group.
+    Each rank holds num_heads/TP query heads, num_kv_heads/TP KV heads and runs g/TP proxies.
+    Raises proxyattn.Error naming the value when heads or KV heads don't split evenly, or when g is
+    not a multiple of TP (a proxy group would cross ranks).
+    """
+    values = dict(num_heads=num_heads, num_kv_heads=num_kv_heads, num_proxy_heads=num_proxy_heads,
+                  world_size=world_size)
+    for name, value in values.items():
+        if isinstance(value, bool) or int(value) != value or value < 1:
+            raise _error(f"{name} = {value!r}, expected a positive integer")
+    heads, kv, g, tp = (int(v) for v in values.values())
+    if isinstance(rank, bool) or int(rank) != rank or not 0 <= rank < tp:
+        raise _error(f"rank = {rank!r}, expected 0 <= rank < world_size = {tp}")
+    rank = int(rank)
+    if heads % kv != 0:
+        raise _error(f"num_heads = {heads} is not a multiple of num_kv_heads = {kv}")
+    if kv % g != 0:
+        raise _error(f"config.num_proxy_heads = {g} does not divide the model's {kv} KV heads")
+    if heads % tp != 0:
+        raise _error(f"the model's {heads} query heads don't split evenly over {tp} "
+                     "tensor-parallel ranks")
+    if kv % tp != 0:
+        raise _error(f"KV heads don't split evenly: the model's {kv} KV heads over {tp} "
+                     "tensor-parallel ranks; each rank must hold whole KV heads (use a "
+                     f"tensor-parallel degree dividing {kv})")
+    if g % tp != 0:
+        per, kl = kv // g, kv // tp
+        j = next(j for j in range(g) if (j * per) // kl != ((j + 1) * per - 1) // kl)
+        valid = [m for m in range(tp, kv + 1, tp) if kv % m == 0]
+        raise _error(f"config.num_proxy_heads = {g} is not a multiple of the tensor-parallel "
+                     f"degree {tp}: proxy group {j} (KV heads {j * per}-{(j + 1) * per - 1}) would "
+                     f"cross ranks {(j * per) // kl}-{((j + 1) * per - 1) // kl}. Use "
+                     f"num_proxy_heads = {' or '.join(str(m) for m in valid)} ({tp} = one proxy "
+                     "per rank)")
+    hl, kl, gl = heads // tp, kv // tp, g // tp
+    return TPShard(tp, rank, hl, kl, gl, (rank * hl, (rank + 1) * hl), (rank * kl, (rank + 1) * kl),
+                   (rank * gl, (rank + 1) * gl))
+
+
+def _distributed_world():
+    """torch.distributed's world size (1 when it is not initialized)."""
+    import torch
+    dist = getattr(torch, "distributed", None)
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return 1
+    return dist.get_world_size()
+
+
+def _model_heads(module):
+    """(num_heads, num_kv_heads) of the module's model config, or None."""
+    model_config = getattr(module, "config", None)
+    heads = getattr(model_config, "num_attention_heads", None)
+    if not isinstance(heads, int):
+        return None
+    kv = getattr(model_config, "num_key_value_heads", None)
+    return heads, kv if isinstance(kv, int) and kv > 0 else heads
+
+
+def _module_tp(module, num_qo_heads, num_kv_heads):
+    """The tensor-parallel degree of this attention call: the model's heads over the local ones,
+    considered only when torch.distributed runs more than one process."""
+    if num_qo_heads is None or _distributed_world() == 1:
+        return 1
+    heads = _model_heads(module)
+    if heads is None:
+        return 1
+    return tp_degree(heads[0], heads[1], num_qo_heads, num_kv_heads)
+
+
+def _local_config(module, config, num_qo_heads, num_kv_heads):
+    """config with num_proxy_heads made per-rank (g / TP) under tensor parallelism."""
+    tp = _module_tp(module, num_qo_heads, num_kv_heads)
+    if tp == 1:
+        return config
+    heads, kv = _model_heads(module)
+    shard = shard_settings(heads, kv, config.num_proxy_heads, tp)
+    return config.replace(num_proxy_heads=shard.num_proxy_heads)
+
+
+# --- Density statistics --------------------------------------------------------------------------
+
+_recorders = []
+
+
+def place_heads(local, rank, world_size):
+    """A [batch, local_heads] table written into rank's slice of a zero [batch, local_heads *
+    world_size] table (global head order). Summing every rank's result gives the global table."""
+    import numpy as np
+    local = np.asarray(local, dtype=np.float64)
+    batch, hl = local.shape
+    full = np.zeros((batch, hl * int(world_size)), dtype=np.float64)
+    full[:, int(rank) * hl:(int(rank) + 1) * hl] = local
+    return full
+
+
+def weighted_density(density, causal_blocks):
+    """The realized density (docs/SPEC.md section 4): per-(sequence, head) densities [batch, heads]
+    averaged with weights causal_blocks [batch] = nb * (nb + 1) / 2 of each sequence."""
+    import numpy as np
+    density = np.asarray(density, dtype=np.float64)
+    w = np.broadcast_to(np.asarray(causal_blocks, dtype=np.float64)[:, None], density.shape)
+    total = float(w.sum())
+    return float((density * w).sum() / total) if total > 0 else float("nan")
+
+
+def summarize_density(calls):
+    """{"density_weighted", "layers": {layer: density}, "heads": {layer: [per head]}, "calls"} from
+    records with global head tables (DensityRecord.reduce()). Plain Python and numpy."""
+    import numpy as np
+    layers, heads, everything = {}, {}, []
+    for call in calls:
+        layers.setdefault(call["layer"], []).append(call)
+    for layer, items in layers.items():
+        d = np.concatenate([c["density"] for c in items], axis=0)
+        w = np.concatenate([c["causal_blocks"] for c in items])
+        everything.append((d, w))
+        layers[layer] = weighted_density(d, w)
+        heads[layer] = [weighted_density(d[:, h:h + 1], w) for h in range(d.shape[1])]
+    if everything:
+        num = sum(float((d * w[:, None]).sum()) for d, w in everything)
+        den = sum(float(w.sum()) * d.shape[1] for d, w in everything)
+        total = num / den if den > 0 else float("nan")
+    else:
+        total = float("nan")
+    return {"density_weighted": total, "layers": layers, "heads": heads, "calls": len(calls)}
+
+
+class DensityRecord:
+    """Plan statistics of the ProxyAttn prefills run while recording (record_density()).
+
+    Each call keeps its layer, its tensor-parallel degree and its local per-(sequence, head)
+    densities. reduce() and summary() put every rank's heads together in global head order with
+    one all_reduce over the tensor-parallel group: under tensor parallelism call them on every
+    rank, after the same forward calls (they are collectives). Without it they communicate nothing.
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def add(self, layer_idx, tp, plan):
+        import numpy as np
+        stats = plan.stats()  # synchronizes on CUDA
+        nb = np.asarray(plan.num_blocks, dtype=np.float64)
+        density = np.asarray(stats.density, dtype=np.float64).reshape(len(nb), -1)
+        self.calls.append({"layer": layer_idx, "tp": int(tp), "density": density,
+                           "causal_blocks": nb * (nb + 1) / 2})
+
+    def reduce(self, group=None):
+        """The calls with density tables over every rank's heads, [batch, global heads]."""
+        import numpy as np
+        degrees = {c["tp"] for c in self.calls}
+        if not self.calls or degrees == {1}:
+            return [dict(c) for c in self.calls]
+        if len(degrees) > 1:
+            raise _error(f"recorded calls mix tensor-parallel degrees {sorted(degrees)}")
+        tp = degrees.pop()
+        import torch
+        import torch.distributed as dist
+        if not (dist.is_available() and dist.is_initialized()):
+            raise _error("calls were recorded under tensor parallelism, but torch.distributed is "
+                         "not initialized")
+        world, rank = dist.get_world_size(group), dist.get_rank(group)
+        if world != tp:
+            raise _error(f"the calls ran on {tp} tensor-parallel ranks but the group has {world}; "
+                         "pass group= (the tensor-parallel process group)")
+        device = torch.device("cpu")
+        if dist.get_backend(group) == "nccl":
+            device = torch.device("cuda", torch.cuda.current_device())
+        tables = [place_heads(c["density"], rank, tp) for c in self.calls]
+        layout = torch.tensor([len(tables), sum(t.size for t in tables)], dtype=torch.int64,
+                              device=device)
+        low, high = layout.clone(), layout.clone()
+        dist.all_reduce(low, op=dist.ReduceOp.MIN, group=group)
+        dist.all_reduce(high, op=dist.ReduceOp.MAX, group=group)
+        if not (torch.equal(low, layout) and torch.equal(high, layout)):
+            raise _error("ranks recorded different calls; record the same forward on every rank")
+        flat = torch.from_numpy(np.concatenate([t.ravel() for t in tables])).to(device)
+        dist.all_reduce(flat, op=dist.ReduceOp.SUM, group=group)
+        flat = flat.cpu().numpy()
+        out, start = [], 0
+        for call, table in zip(self.calls, tables):
+            merged = dict(call)
+            merged["density"] = flat[start:start + table.size].reshape(table.shape)
+            start += table.size
+            out.append(merged)
+        return out
+
+    def summary(self, group=None):
+        """summarize_density(self.reduce(group)): the realized density over every head, per
+        layer and per head (global head order)."""
+        return summarize_density(self.reduce(group))
+
+
+class record_density:
+    """Context manager recording plan statistics of every ProxyAttn prefill inside it:
+
+        with proxyattn.hf.record_density() as rec:
+            model(ids)
+        rec.summary()   # {"density_weighted", "layers", "heads", "calls"}; on every TP rank
+
+    Recorded calls run through proxyattn.prefill(..., return_plan=True) (eager, and reading the
+    statistics synchronizes), so keep it out of timed and compiled regions.
+    """
+
+    def __enter__(self):
+        self.record = DensityRecord()
+        _recorders.append(self.record)
+        return self.record
+
+    def __exit__(self, *exc):
+        _recorders.remove(self.record)
+        return False
+
+
+def _run_prefill(module, q, k, v, cu, args, config, scaling):
+    """out of ProxyAttn prefill: the custom op, or the plan-returning path while recording."""
+    from . import torch_ops
+    if not _recorders:
+        return torch_ops._run_prefill(q, k, v, cu, args, False)[0]
+    from .api import prefill
+    cfg = config if scaling is None else config.replace(scale=float(scaling))
+    cu_list = None if cu is None else [int(x) for x in cu.tolist()]
+    out, plan = prefill(q, k, v, cu_list, cfg, return_plan=True)
+    tp = _module_tp(module, q.shape[1], k.shape[1])
+    for record in _recorders:
+        record.add(getattr(module, "layer_idx", None), tp, plan)
+    return out
