@@ -26,7 +26,18 @@ def attend_file(ctype: str, head_dim: int) -> str:
     body = "".join(
         f"template void launch_attend<{ctype}, {head_dim}, {b}>(const AttendParams&, int, "
         f"cudaStream_t);\n" for b in BLOCKS)
-    return HEADER + "\n" + body + FOOTER
+    # The sm_90a kernel (128-row blocks): its two default forms (one CTA per tile; persistent),
+    # and for bf16 the variants the benchmarks compare (a deeper stage ring; ping-pong between
+    # the consumer warpgroups).
+    stages = f"Sm90Config<{head_dim}>::kStages"
+    sm90 = [f"{stages}, false, false", f"{stages}, false, true"]
+    if ctype == "__nv_bfloat16":
+        sm90 += [f"Sm90Config<{head_dim}>::kMoreStages, false, false", f"{stages}, true, false"]
+    body += "".join(
+        f"template void launch_attend_sm90<{ctype}, {head_dim}, {cfg}>(\n"
+        f"    const AttendParams&, int, cudaStream_t);\n" for cfg in sm90)
+    return HEADER.replace('#include "cuda/launch.cuh"',
+                          '#include "cuda/dispatch.h"\n#include "cuda/launch.cuh"') + "\n" + body + FOOTER
 
 
 def plan_file(ctype: str, head_dim: int) -> str:

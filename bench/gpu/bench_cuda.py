@@ -2,7 +2,8 @@
 """bench/gpu/bench_cuda.py: times proxyattn's CUDA path against PyTorch SDPA (flash and cuDNN
 backends) in one process on one card, and writes JSON.
 
-Run (on the GPU machine, after bench/gpu/run.sh has built build-gpu/libproxyattn_capi.so):
+Run (on a machine with an NVIDIA GPU, after bench/gpu/run.sh has built
+build-gpu/libproxyattn_capi.so):
   python3 bench/gpu/bench_cuda.py --lib build-gpu/libproxyattn_capi.so --out results.json
   ... --quick                       smoke test: 32/8/128 at 16K, every kind, short timings
   ... --kinds dense,kernel,dumps    only these sections (names below)
@@ -13,12 +14,15 @@ Sections (row kinds) per (shape, N), in this order:
              plan alone timed at each (g = 1)
   plan       the plan alone at gamma 0.95 with g = 1 and g = 4 ("plan"; plan_over_cudnn)
   gamma      the whole method at gamma 0.95 on these random inputs ("pipeline_gamma0.95_random_inputs")
+  variants   the attention kernels against each other (PROXYATTN_CUDA_ATTEND, src/cuda/dispatch.h):
+             dense and random mask d = 0.05 per kernel at N >= 64K ("variant_dense",
+             "variant_kernel_random_mask", field attend_kernel)
 and once per real Q/K/V dump (--dumps; SPEC.md section 5 files):
   dumps      gamma 0.9 and 0.95 at each --dump-blocks, min_budget 256 ("real_dump_gamma<g>"):
              realized density, recall (SPEC.md section 4, from fp32 dense probabilities in torch and
              the plan's block mask), output error against fp32 dense attention, prefill time
-Cases run most important first: the first shape at N >= 64K, then the dumps, then the rest by N
-descending. A deadline skips what does not fit (recorded as skipped rows). Timing: median of
+Cases run most important first: a dense pass over every (shape, N >= 32K) (SDPA flash, cuDNN,
+ours), the first shape at N >= 64K, then the dumps, then the rest by N descending. A deadline skips what does not fit (recorded as skipped rows). Timing: median of
 CUDA-event timings after a warm-up (at least 3 runs, about --budget-s per measurement); inputs are
 far larger than L2 except in the small dumps. Every row has sdpa_flash_ms, sdpa_cudnn_ms and
 proxyattn_ms (the timed call of the row).
@@ -43,7 +47,9 @@ from st import load_file  # noqa: E402 (the project's safetensors reader)
 
 I64, F64, VP, INT = ctypes.c_int64, ctypes.c_double, ctypes.c_void_p, ctypes.c_int
 NO_TIMES = {"sdpa_flash_ms": None, "sdpa_cudnn_ms": None, "proxyattn_ms": None}
-SECTIONS = ("dense", "kernel", "pipeline", "plan", "gamma", "dumps")
+SECTIONS = ("dense", "kernel", "pipeline", "plan", "gamma", "variants", "dumps")
+# PROXYATTN_CUDA_ATTEND values the variants section compares (src/cuda/dispatch.h).
+ATTEND_KERNELS = ("sm80", "sm90_one_tile", "sm90_persistent", "sm90_more_stages", "sm90_pingpong")
 
 
 def load_lib(path):
@@ -259,7 +265,7 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
     dense_ms = timer(dense_fn)
     base.update(sdpa_flash_ms=flash_ms, sdpa_cudnn_ms=cudnn_ms, dense_ms=dense_ms)
     on_cudnn = lambda x: (x / cudnn_ms) if cudnn_ms else None
-    if "dense" in sections:
+    if "dense" in sections or N < getattr(args, "dense_below", 0):
         causal_flop = 4.0 * H * D * N * N / 2.0
         rows.append(dict(base, kind="dense", density=1.0, proxyattn_ms=dense_ms,
                          proxyattn_tflops=causal_flop / dense_ms / 1e9,
@@ -345,6 +351,32 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                 rows.append(dict(base, kind="pipeline_gamma0.95_random_inputs", density=None,
                                  num_proxy_heads=1, realized_density=lib.pa_last_density(),
                                  proxyattn_ms=ms))
+        # The attention kernels against each other (bf16 builds carry every variant).
+        if "variants" in sections and N >= 65536:
+            handle = lib.pa_random_plan_create(N, H, HKV, D, B, 0.05, 1)
+            if not handle:
+                raise RuntimeError(lib.pa_last_error().decode())
+            handles["variants"] = handle
+            real = lib.pa_random_plan_density(handle)
+            saved = os.environ.get("PROXYATTN_CUDA_ATTEND")
+            try:
+                for name in ATTEND_KERNELS:
+                    if late():
+                        skip("variant_dense")
+                        break
+                    os.environ["PROXYATTN_CUDA_ATTEND"] = name
+                    ms = timer(dense_fn)
+                    rows.append(dict(base, kind="variant_dense", attend_kernel=name, density=1.0,
+                                     proxyattn_ms=ms))
+                    ms = timer(lambda: check(lib, lib.pa_random_plan_attend(
+                        handle, P(q), P(k), P(v), P(o), N, H, HKV, D, 0)))
+                    rows.append(dict(base, kind="variant_kernel_random_mask", attend_kernel=name,
+                                     density=0.05, realized_density=real, proxyattn_ms=ms))
+            finally:
+                if saved is None:
+                    os.environ.pop("PROXYATTN_CUDA_ATTEND", None)
+                else:
+                    os.environ["PROXYATTN_CUDA_ATTEND"] = saved
         del ws
     finally:
         for handle in handles.values():
@@ -378,6 +410,8 @@ def print_table(result):
             continue
         ours, fl, cu = r["proxyattn_ms"], r["sdpa_flash_ms"], r["sdpa_cudnn_ms"]
         kind = r["kind"]
+        if "attend_kernel" in r:
+            name = f"{kind} {r['attend_kernel']}"[-32:]
         if kind == "dense":
             note = f"{r['proxyattn_tflops']:.0f} TF/s (flash {r['sdpa_flash_tflops']:.0f})"
         elif "kernel_over_d_dense" in r:
@@ -400,7 +434,8 @@ def main():
     ap.add_argument("--lib", required=True, help="libproxyattn_capi.so")
     ap.add_argument("--out", required=True, help="JSON results file (rewritten after each case)")
     ap.add_argument("--seq-lens", default="16384,32768,65536,131072")
-    ap.add_argument("--shapes", default="32/8/128,28/4/128", help="heads/kv_heads/head_dim list")
+    ap.add_argument("--shapes", default="32/8/128,28/4/128,32/8/64",
+                    help="heads/kv_heads/head_dim list")
     ap.add_argument("--deadline-s", type=float, default=200.0,
                     help="sections starting later than this (from start-up) are skipped")
     ap.add_argument("--budget-s", type=float, default=1.0,
@@ -473,6 +508,16 @@ def main():
 
     first, rest = case_order(shapes, seq_lens)
     case_sections = sections - {"dumps"}
+    if "dense" in sections:
+        # Dense rows first for every shape at N >= 32K (the dense targets); the later passes do
+        # not repeat them (their baselines are timed again for their own rows).
+        dense_cases = [(s, n) for n in sorted(seq_lens, reverse=True) for s in shapes if n >= 32768]
+        full = sections
+        sections = {"dense"}
+        cases(dense_cases)
+        sections = full - {"dense"}
+        case_sections = sections - {"dumps"}
+        args.dense_below = 32768  # run_case still adds dense rows below this N
     if case_sections:
         cases(first)
     if "dumps" in sections:

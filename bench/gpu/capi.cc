@@ -2,9 +2,10 @@
 // that PyTorch tensors (device pointers) can be timed against SDPA in one process. Not a product
 // API: errors go to pa_last_error(); packed [N, heads, head_dim] tensors, one sequence.
 // Entries: pa_dense, pa_plan, pa_attend_last_plan, pa_prefill (the public API); pa_last_density and
-// pa_last_block_mask (read the last plan back); pa_random_plan_* (SPEC.md random masks).
-//   g++ -shared -fPIC -std=c++17 -Iinclude -Isrc -Itests -I$CUDA/include bench/gpu/capi.cc
-//       build/libproxyattn_testing.a build/libproxyattn.a -lcudart_static ... -o libproxyattn_capi.so
+// pa_last_block_mask (read the last plan back); pa_random_plan_* (docs/SPEC.md random masks).
+// Public headers only (<proxyattn/...>, the oracle's workload generator for the random masks):
+//   g++ -shared -fPIC -std=c++17 -Iinclude bench/gpu/capi.cc build/libproxyattn_oracle.a
+//       build/libproxyattn.a -lcudart_static ... -o libproxyattn_capi.so
 // (bench/gpu/run.sh does this.)
 #include <cstdint>
 #include <cstring>
@@ -13,17 +14,19 @@
 #include <string>
 #include <vector>
 
-
-#include "common/workspace.h"
-#include "cuda/backend.h"
+#include "proxyattn/device.h"
+#include "proxyattn/oracle/workload.h"
 #include "proxyattn/proxyattn.h"
-#include "testing/workload.h"
 
 namespace {
 
 using namespace proxyattn;
 
 std::string g_error;
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw Error(what);
+}
 
 template <typename F>
 int guarded(F&& f) {
@@ -74,11 +77,10 @@ std::unique_ptr<Plan> g_plan;
 
 // A random-mask plan on the device (SPEC.md section 4), built on the host once.
 struct RandomPlan {
-  testing::Buffer host_ws;
-  void* device_ws = nullptr;
+  Buffer host_ws;
+  Buffer device_ws;
   Plan plan;
   double density = 0.0;
-  ~RandomPlan() { cuda::device_free(device_ws); }
 };
 
 }  // namespace
@@ -89,7 +91,7 @@ const char* pa_last_error() { return g_error.c_str(); }
 
 const char* pa_device_name() {
   static std::string name;
-  name = cuda::device_name();
+  name = device_name();
   return name.c_str();
 }
 
@@ -119,13 +121,14 @@ int pa_dense(void* q, void* k, void* v, void* o, std::int64_t n, std::int64_t h,
 }
 
 int pa_plan(void* q, void* k, std::int64_t n, std::int64_t h, std::int64_t hkv, std::int64_t d,
-            int dtype, int block, int groups, double gamma, std::int64_t min_budget,
-            double density, int last_exact, void* ws, std::int64_t ws_size) {
+            int dtype, int block, int groups, double gamma, std::int64_t min_budget, double density,
+            int last_exact, void* ws, std::int64_t ws_size) {
   return guarded([&] {
     const Tensors t = tensors(q, k, q, q, n, h, hkv, d, dtype);
     const Workspace w{ws, static_cast<std::size_t>(ws_size), Device::kCUDA, 0};
     g_plan = std::make_unique<Plan>(
-        plan(t.q, t.k, t.seqlens(), config_of(block, groups, gamma, min_budget, density, last_exact), w));
+        plan(t.q, t.k, t.seqlens(),
+             config_of(block, groups, gamma, min_budget, density, last_exact), w));
   });
 }
 
@@ -137,16 +140,16 @@ int pa_attend_last_plan(void* q, void* k, void* v, void* o, std::int64_t n, std:
   });
 }
 
-int pa_prefill(void* q, void* k, void* v, void* o, std::int64_t n, std::int64_t h,
-               std::int64_t hkv, std::int64_t d, int dtype, int block, int groups, double gamma,
+int pa_prefill(void* q, void* k, void* v, void* o, std::int64_t n, std::int64_t h, std::int64_t hkv,
+               std::int64_t d, int dtype, int block, int groups, double gamma,
                std::int64_t min_budget, double density, int last_exact, void* ws,
                std::int64_t ws_size) {
   return guarded([&] {
     const Tensors t = tensors(q, k, v, o, n, h, hkv, d, dtype);
     const Workspace w{ws, static_cast<std::size_t>(ws_size), Device::kCUDA, 0};
-    g_plan = std::make_unique<Plan>(prefill(
-        t.q, t.k, t.v, t.seqlens(), config_of(block, groups, gamma, min_budget, density, last_exact),
-        w, t.o));
+    g_plan = std::make_unique<Plan>(
+        prefill(t.q, t.k, t.v, t.seqlens(),
+                config_of(block, groups, gamma, min_budget, density, last_exact), w, t.o));
   });
 }
 
@@ -154,7 +157,7 @@ int pa_prefill(void* q, void* k, void* v, void* o, std::int64_t n, std::int64_t 
 double pa_last_density() {
   double d = -1.0;
   guarded([&] {
-    PROXYATTN_CHECK(g_plan != nullptr, "no plan yet");
+    require(g_plan != nullptr, "no plan yet");
     d = g_plan->stats().density_weighted;
   });
   return d;
@@ -166,10 +169,11 @@ double pa_last_density() {
 std::int64_t pa_last_block_mask(std::uint8_t* out, std::int64_t capacity) {
   std::int64_t size = -1;
   guarded([&] {
-    PROXYATTN_CHECK(g_plan != nullptr, "no plan yet");
+    require(g_plan != nullptr, "no plan yet");
     const std::vector<std::uint8_t> mask = g_plan->to_dense();
     const auto n = static_cast<std::int64_t>(mask.size());
-    PROXYATTN_CHECK(capacity >= n, "pa_last_block_mask: capacity ", capacity, " < ", n, " bytes");
+    require(capacity >= n, "pa_last_block_mask: capacity " + std::to_string(capacity) + " < " +
+                               std::to_string(n) + " bytes");
     std::memcpy(out, mask.data(), mask.size());
     size = n;
   });
@@ -188,12 +192,8 @@ void* pa_random_plan_create(std::int64_t n, std::int64_t h, std::int64_t hkv, st
     s.cu_seqlens = {0, static_cast<std::int32_t>(n)};
     const Plan host = testing::random_mask_plan(s, block, density, seed, rp->host_ws);
     rp->density = host.stats().density_weighted;
-    rp->device_ws = cuda::device_alloc(host.layout.total_bytes);
-    cuda::copy_to_device(rp->device_ws, rp->host_ws.data(), host.layout.total_bytes, Runtime{});
-    rp->plan = bind_plan(host.layout,
-                         Workspace{rp->device_ws, host.layout.total_bytes, Device::kCUDA, 0},
-                         host.scale);
-    rp->plan.device = Device::kCUDA;
+    rp->device_ws = Buffer(rp->host_ws.size(), Device::kCUDA);
+    rp->plan = copy_plan(host, rp->device_ws.workspace());
   });
   if (rc != 0) {
     delete rp;

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# bench/gpu/fetch-deps.sh: run on the CPU machine (Debian 12). Downloads the Debian packages that
-# the GPU build needs and extracts them into .gpu-deps/root (git-ignored), which the device call
-# carries: the device image has CUDA, CMake and a compiler but no GoogleTest or nlohmann-json.
-#   bash bench/gpu/fetch-deps.sh          # then carry .gpu-deps in the device call
+# bench/gpu/fetch-deps.sh: run where apt works (Debian 12). Downloads the Debian packages that the
+# GPU build needs and extracts them into .gpu-deps/root (git-ignored), for GPU machines that have
+# CUDA, CMake and a compiler but no GoogleTest or nlohmann-json (bench/gpu/run.sh looks there).
+#   bash bench/gpu/fetch-deps.sh          # then copy .gpu-deps to the GPU machine's checkout
 # Packages: libgtest-dev (static gtest + CMake config), nlohmann-json3-dev (header-only).
 # The CLI (CLI11, libpng) is not built on the device (PROXYATTN_BUILD_TOOLS=OFF).
 set -euo pipefail

@@ -6,11 +6,11 @@ The model has Llama-3.1-8B's shapes (32 layers, 32 query and 8 KV heads, head_di
 forced densities (SPEC.md section 2), so the sparsity does not depend on random weights. Every
 ratio is taken in one process, on one card: sdpa timed once per length, then each density.
 
-Run on the GPU machine (after `pip install --no-build-isolation ./python`):
+Run on a machine with an NVIDIA GPU (after `pip install --no-build-isolation ./python`):
     python3 bench/gpu/hf_prefill.py                                   # 32K, 64K, 128K x 0.3, 0.1, 0.05
     python3 bench/gpu/hf_prefill.py --lengths 4096 --layers 4 --repeats 1    # a quick smoke run
 Variants: --lengths, --densities, --layers (fewer layers, same shapes), --repeats, --warmup,
---json FILE (default $OUT/hf_prefill.json when $OUT is set, else bench/results/hf_prefill.json).
+--json FILE (default $OUTDIR/hf_prefill.json when OUTDIR is set, else bench/results/hf_prefill.json).
 Output: a table on stdout; the last line of stdout is one JSON object.
 
 Also measured: the Python layer's host cost per attention call (proxyattn.hf's forward, the
@@ -119,7 +119,7 @@ def main():
     args = ap.parse_args()
     lengths = [int(x) for x in args.lengths.split(",") if x]
     densities = [float(x) for x in args.densities.split(",") if x]
-    out_dir = os.environ.get("OUT") or os.path.join(os.path.dirname(__file__), "..", "results")
+    out_dir = os.environ.get("OUTDIR") or os.path.join(os.path.dirname(__file__), "..", "results")
     json_path = args.json or os.path.join(out_dir, "hf_prefill.json")
 
     import transformers

@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# bench/gpu/python.sh: the Python face on a GPU machine (the device image has torch, transformers,
-# pybind11 and pytest). Builds proxyattn's module with CUDA into $PY_SITE, runs python/tests with
+# bench/gpu/python.sh: the Python face on a machine with an NVIDIA GPU and torch, transformers,
+# pybind11 and pytest. Builds proxyattn's module with CUDA into PY_SITE, runs python/tests with
 # the CUDA tests required (not skipped), then times transformers' prefill (bench/gpu/hf_prefill.py).
-#   bash bench/gpu/python.sh [install|test|bench|all]      # default all; logs and JSON under $OUT
-# Environment: OUT [/tmp/proxyattn-out], PY_SITE [/tmp/proxyattn-site], PROXYATTN_CUDA_ARCHS
-# [90a-real], PROXYATTN_CC/PROXYATTN_CXX [gcc/g++], HF_ARGS (extra arguments for hf_prefill.py, e.g. "--lengths 32768").
-# `install` may run in the background of bench/gpu/run.sh's call (nice'd, setsid): the next call on
-# the same warm machine finds $PY_SITE/.installed and skips the build.
+#   bash bench/gpu/python.sh [install|test|bench|all] [OUTDIR]   # default all; logs and JSON in OUTDIR
+# Environment: OUTDIR [/tmp/proxyattn-gpu], PY_SITE [/tmp/proxyattn-site], PROXYATTN_CUDA_ARCHS
+# [90a-real], PROXYATTN_CC/PROXYATTN_CXX [gcc/g++], HF_ARGS (extra arguments for hf_prefill.py,
+# e.g. "--lengths 32768").
+# An install left in PY_SITE (PY_SITE/.installed) is reused.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
-OUT="${OUT:-/tmp/proxyattn-out}"
+step="${1:-all}"
+OUT="${2:-${OUTDIR:-/tmp/proxyattn-gpu}}"
 SITE="${PY_SITE:-/tmp/proxyattn-site}"
 mkdir -p "$OUT" "$SITE"
-step="${1:-all}"
 log() { echo "[python.sh $(date -u +%H:%M:%S)] $*"; }
 
 install() {
   if [[ -f "$SITE/.installed" ]]; then log "module already installed in $SITE"; return 0; fi
-  # The lent image exports CXX=/opt/gcc/bin/g++, a GCC whose objects carry their own libstdc++
-  # template instances and whose links take libstdc++ statically: such a module segfaulted in
-  # std::ostream << long (every error message with a number) inside the system Python. Build with
-  # the system compilers that built that Python, from a clean build folder (setuptools reuses
-  # objects across a compiler change).
+  # Build with the system compilers that built the system Python: a module built by a second GCC
+  # that links libstdc++ statically (some CUDA images export such a CXX) segfaulted in
+  # std::ostream << long (every error message with a number) inside that Python. A clean build
+  # folder, since setuptools reuses objects across a compiler change.
   export CC="${PROXYATTN_CC:-gcc}" CXX="${PROXYATTN_CXX:-g++}"
   rm -rf python/build
   log "pip install ./python (CUDA ${PROXYATTN_CUDA_ARCHS:-90a-real}, CC=$CC CXX=$CXX)"

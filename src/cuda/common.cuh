@@ -31,7 +31,6 @@ struct ElemTraits;
 
 template <>
 struct ElemTraits<__nv_bfloat16> {
-  static constexpr DType kDType = DType::kBFloat16;
   using Pair = __nv_bfloat162;
   __device__ static float to_float(__nv_bfloat16 x) { return __bfloat162float(x); }
   __device__ static __nv_bfloat16 from_float(float x) { return __float2bfloat16_rn(x); }
@@ -44,7 +43,6 @@ struct ElemTraits<__nv_bfloat16> {
 
 template <>
 struct ElemTraits<__half> {
-  static constexpr DType kDType = DType::kFloat16;
   using Pair = __half2;
   __device__ static float to_float(__half x) { return __half2float(x); }
   __device__ static __half from_float(float x) { return __float2half_rn(x); }

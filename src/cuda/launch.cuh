@@ -1,12 +1,20 @@
-// src/cuda/launch.cuh: templated launchers (grid, shared memory, launch + error check). The
-// generated files in src/cuda/inst/ instantiate them once per (dtype, head_dim); dispatch.cu
-// declares those instantiations extern and picks one at run time.
+// src/cuda/launch.cuh: every CUDA kernel launch of the backend (grid, shared memory, launch + error
+// check), one launcher per stage kernel. The templated launchers are instantiated once per
+// (dtype, head_dim) by the generated files in src/cuda/inst/ (dispatch.cu declares them extern and
+// picks one at run time); the others are defined in launch.cu.
 #pragma once
 
+#include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda/common.cuh"
 #include "cuda/kernel/attend.cuh"
+#include "cuda/kernel/attend_sm90.cuh"
 #include "cuda/kernel/budget.cuh"
 #include "cuda/kernel/estimate.cuh"
 #include "cuda/params.h"
@@ -29,11 +37,89 @@ void launch_attend(const AttendParams& p, int grid_rows, cudaStream_t stream) {
   PROXYATTN_CUDA_CHECK_LAUNCH();
 }
 
-/// \brief Stages 2-4 of one sequence: pooling, proxy lse, block scores (block_scores must hold
-/// -inf beforehand).
+/// \brief cuTensorMapEncodeTiled from the driver (through the runtime, so nothing links libcuda).
+inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
+    void* fn = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    PROXYATTN_CUDA_CHECK(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
+                                                          cudaEnableDefault, &found));
+    PROXYATTN_CHECK(found == cudaDriverEntryPointSuccess && fn != nullptr,
+                    "cuTensorMapEncodeTiled: not found in the CUDA driver (need 12.0 or newer)");
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(fn);
+  }();
+  return encode;
+}
+
+/// \brief TMA descriptor of a [tokens, heads, head_dim] tensor (strides in elements) viewed as
+/// (head_dim, heads, tokens), loaded in 128-byte-swizzled boxes of 64 columns x 1 head x 128 rows.
+template <typename T>
+CUtensorMap head_major_map(const void* data, int head_dim, std::int64_t heads, std::int64_t tokens,
+                           std::int64_t stride_n, std::int64_t stride_h) {
+  static_assert(sizeof(T) == 2, "16-bit types");
+  const CUtensorMapDataType type = std::is_same<T, __half>::value
+                                       ? CU_TENSOR_MAP_DATA_TYPE_FLOAT16
+                                       : CU_TENSOR_MAP_DATA_TYPE_BFLOAT16;
+  const cuuint64_t dims[3] = {static_cast<cuuint64_t>(head_dim), static_cast<cuuint64_t>(heads),
+                              static_cast<cuuint64_t>(tokens)};
+  // With one head its stride is never stepped over; any valid value does.
+  const std::int64_t head_stride = heads > 1 ? stride_h : head_dim;
+  const cuuint64_t strides[2] = {static_cast<cuuint64_t>(head_stride) * 2,
+                                 static_cast<cuuint64_t>(stride_n) * 2};
+  const cuuint32_t box[3] = {64, 1, 128};
+  const cuuint32_t elem_strides[3] = {1, 1, 1};
+  CUtensorMap map;
+  const CUresult rc =
+      tensor_map_encoder()(&map, type, 3, const_cast<void*>(data), dims, strides, box, elem_strides,
+                           CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                           CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  PROXYATTN_CHECK(rc == CUDA_SUCCESS, "cuTensorMapEncodeTiled failed (error ", static_cast<int>(rc),
+                  ") for a tensor of ", tokens, " x ", heads, " x ", head_dim, " with strides (",
+                  stride_n, ", ", stride_h, ")");
+  return map;
+}
+
+/// \brief Stage 7 with the sm_90a kernel (attend_sm90.cuh); grid (num_qo_heads, grid_rows), 128-row
+/// blocks only.
+template <typename T, int kHeadDim, int kStages, bool kPingPong, bool kPersistent>
+void launch_attend_sm90(const AttendParams& p, int grid_rows, cudaStream_t stream) {
+  using Traits = AttendSm90Traits<kHeadDim, kStages>;
+  AttendSm90Params pp;
+  pp.attend = p;
+  pp.num_tiles = p.num_qo_heads * grid_rows;
+  pp.q_map =
+      head_major_map<T>(p.q, kHeadDim, p.num_qo_heads, p.total_tokens, p.q_stride_n, p.q_stride_h);
+  pp.k_map =
+      head_major_map<T>(p.k, kHeadDim, p.num_kv_heads, p.total_tokens, p.k_stride_n, p.k_stride_h);
+  pp.v_map =
+      head_major_map<T>(p.v, kHeadDim, p.num_kv_heads, p.total_tokens, p.v_stride_n, p.v_stride_h);
+  auto* kernel = &kernel::attend_sm90_kernel<T, kHeadDim, kStages, kPingPong, kPersistent>;
+  constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
+  PROXYATTN_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
+  dim3 grid(p.num_qo_heads, grid_rows);
+  if constexpr (kPersistent) {
+    int device = 0, sms = 0;
+    PROXYATTN_CUDA_CHECK(cudaGetDevice(&device));
+    PROXYATTN_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device));
+    grid = dim3(static_cast<unsigned>(std::min({pp.num_tiles, sms, kernel::kSchedMaxCtas})));
+    static std::atomic<unsigned> next_slot{0};
+    pp.sched_slot = static_cast<std::int32_t>(next_slot++ % kernel::kSchedSlots);
+  }
+  kernel<<<grid, Traits::kThreads, kSmem, stream>>>(pp);
+  PROXYATTN_CUDA_CHECK_LAUNCH();
+}
+
+/// \brief Stages 2-4 of one sequence: block scores to -inf, pooling, proxy lse, block scores.
 template <typename T, int kHeadDim>
 void launch_estimate(const EstimateParams& p, cudaStream_t stream) {
   using Traits = EstimateTraits<kHeadDim>;
+  const std::int64_t num_scores =
+      static_cast<std::int64_t>(p.num_proxy_heads) * p.num_blocks * (p.num_blocks + 1) / 2;
+  kernel::
+      fill_kernel<<<static_cast<unsigned>(std::min<std::int64_t>((num_scores + 255) / 256, 4096)),
+                    256, 0, stream>>>(p.block_scores, num_scores, -INFINITY);
+  PROXYATTN_CUDA_CHECK_LAUNCH();
   kernel::pool_kernel<T><<<dim3(p.num_samples, p.num_proxy_heads), 128, 0, stream>>>(p, kHeadDim);
   PROXYATTN_CUDA_CHECK_LAUNCH();
   constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
@@ -69,5 +155,14 @@ void launch_mass(const BudgetParams& p, cudaStream_t stream) {
   kernel::mass_reduce_kernel<<<p.num_qo_heads, 256, 0, stream>>>(p);
   PROXYATTN_CUDA_CHECK_LAUNCH();
 }
+
+// Stages 5-6 kernels without type parameters (launch.cu).
+
+/// \brief Stage 5 budgets and exact last-block orders of one sequence, after launch_mass.
+void launch_budget(const BudgetParams& p, cudaStream_t stream);
+/// \brief Stage 6 rankings and counts of one sequence, then the heads' densities.
+void launch_select(const SelectParams& p, int num_proxy_heads, cudaStream_t stream);
+/// \brief The plan of a sequence that runs dense (identity orders, full counts).
+void launch_dense_plan(const SelectParams& p, int num_proxy_heads, cudaStream_t stream);
 
 }  // namespace proxyattn::cuda

@@ -34,7 +34,9 @@ struct AttendParams {
   std::int64_t v_stride_n = 0, v_stride_h = 0;
   std::int64_t o_stride_n = 0, o_stride_h = 0;
   std::int64_t lse_stride_h = 0;
+  std::int64_t total_tokens = 0;  ///< rows of q/k/v/o (the TMA descriptors' extent)
   std::int32_t num_qo_heads = 0;
+  std::int32_t num_kv_heads = 0;
   std::int32_t group_size = 1;       ///< query heads per KV head
   std::int32_t heads_per_group = 1;  ///< query heads per proxy group (plan rows)
   float scale_log2 = 0.0f;           ///< softmax scale * log2(e)
@@ -64,21 +66,22 @@ struct EstimateParams {
   std::int32_t q_heads_per_group = 1, kv_heads_per_group = 1;
   float q_inv_count = 1.0f, k_inv_count = 1.0f;  ///< 1 / heads per group, fp32
   float scale = 1.0f;
-  void* proxy_q = nullptr;     // [g, num_samples, head_dim] input dtype
-  void* proxy_k = nullptr;     // [g, num_samples, head_dim] input dtype
-  float* proxy_lse = nullptr;  // [g, num_samples]  lse_j[t] (natural log)
+  void* proxy_q = nullptr;        // [g, num_samples, head_dim] input dtype
+  void* proxy_k = nullptr;        // [g, num_samples, head_dim] input dtype
+  float* proxy_lse = nullptr;     // [g, num_samples]  lse_j[t] (natural log)
   float* block_scores = nullptr;  // [g, tri(nb)]  S_j[m][n] at m(m+1)/2 + n
 };
 
-/// \brief Stage 5 of one sequence: per-head last-block mass a_h and budgets.
+/// \brief Stage 5 of one sequence: per-head last-block masses a_h, budgets n_h and (exact
+/// last-block selection) the last block's per-head orders.
 struct BudgetParams {
   const void* q = nullptr;
   const void* k = nullptr;
   std::int64_t q_stride_n = 0, q_stride_h = 0;
   std::int64_t k_stride_n = 0, k_stride_h = 0;
   std::int64_t token_start = 0;
-  std::int32_t len = 0;         ///< N
-  std::int32_t last_rows = 0;   ///< R = min(b, N)
+  std::int32_t len = 0;        ///< N
+  std::int32_t last_rows = 0;  ///< R = min(b, N)
   std::int32_t block_size = 128;
   std::int32_t num_blocks = 0;
   std::int32_t num_qo_heads = 0;
@@ -86,26 +89,29 @@ struct BudgetParams {
   float scale_log2 = 0.0f;
   float2* partials = nullptr;  // [H, nb, R]  (max log2, sum of 2^(x - max)) per row and key block
   float* mass = nullptr;       // [H, nb]  a_h[n]
+  // The cut: n_h = clamp(budget_cut(a_h, gamma), min_blocks, max_blocks, nb).
+  std::int32_t* budgets = nullptr;     // [H]
+  std::int16_t* last_order = nullptr;  // [H, nb]  written when exact_last
+  double gamma = 0.95;
+  std::int64_t min_blocks = 0;
+  std::int64_t max_blocks = 0;  ///< Config::max_budget_blocks() (no bound: INT64_MAX)
+  std::int32_t keep_sink = 1, keep_diagonal = 1;
+  std::int32_t exact_last = 1;
 };
 
-/// \brief Stages 5 (budgets) and 6 (selection) of one sequence, after the scores and masses.
+/// \brief Stage 6 of one sequence, after the scores (stage 4) and budgets (stage 5).
 struct SelectParams {
   const float* block_scores = nullptr;  // [g, tri(nb)]
-  const float* mass = nullptr;          // [H, nb]
   std::int16_t* group_order = nullptr;  // [g, tri(nb)]
-  std::int16_t* last_order = nullptr;   // [H, nb]
+  std::int16_t* last_order = nullptr;   // [H, nb]  written here unless exact_last
   std::int32_t* counts = nullptr;       // [H, nb]
-  std::int32_t* budgets = nullptr;      // [H]
+  std::int32_t* budgets = nullptr;      // [H]  read (dense sequences: written)
   float* density = nullptr;             // [H]
   std::int32_t num_blocks = 0;
   std::int32_t num_qo_heads = 0;
   std::int32_t heads_per_group = 1;
   std::int32_t keep_sink = 1, keep_diagonal = 1;
   std::int32_t exact_last = 1;
-  std::int32_t dense = 0;
-  double gamma = 0.95;
-  std::int64_t min_blocks = 0;
-  std::int64_t max_blocks = -1;  ///< -1: unbounded
   double forced_density = 0.0;
 };
 

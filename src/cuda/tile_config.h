@@ -33,8 +33,7 @@ struct AttendTraits {
   /// P V one 16-key chunk at a time (P packed per chunk) where S and O fill the registers.
   static constexpr bool kChunkedPV = kRowsPerWarp == 32 && kHeadDim == 128;
   static constexpr int kMTiles = kRowsPerWarp / 16;
-  static constexpr int kWarps = kBlock / kRowsPerWarp;
-  static constexpr int kThreads = kWarps * 32;
+  static constexpr int kThreads = kBlock / kRowsPerWarp * 32;
   static constexpr std::size_t kSmemBytes =
       static_cast<std::size_t>(kBlock + 4 * kKeyTile) * kHeadDim * 2;
   static constexpr bool is_valid() {
@@ -44,13 +43,37 @@ struct AttendTraits {
   static_assert(is_valid(), "attention supports head_dim 64/128, block 64/128");
 };
 
+/// \brief Tile constants of the sm_90a attention (query block and key tile both 128).
+/// | head_dim | smem: Q + kStages x (K + V)      |
+/// |----------|----------------------------------|
+/// | 64       | 16 KiB + kStages x 32 KiB        |
+/// | 128      | 32 KiB + kStages x 64 KiB (3 stages: 224 KiB) |
+template <int kHeadDim_, int kStages_>
+struct AttendSm90Traits {
+  static constexpr int kHeadDim = kHeadDim_;
+  static constexpr int kStages = kStages_;
+  static constexpr int kBlock = 128;
+  static constexpr int kConsumers = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumers);
+  static constexpr int kPanels = kHeadDim / 64;     ///< 64-column panels of a tile
+  static constexpr int kPanelBytes = kBlock * 128;  ///< 128 rows of 128 bytes
+  static constexpr int kTileBytes = kPanels * kPanelBytes;
+  static constexpr int kBarrierBytes = 256;
+  static constexpr std::size_t kSmemBytes =
+      static_cast<std::size_t>(kTileBytes) * (1 + 2 * kStages) + kBarrierBytes + 1024;
+  static constexpr int kProducerRegs = 24;
+  static constexpr int kConsumerRegs = 240;
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
+  static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
+  static_assert(kProducerRegs + kConsumers * kConsumerRegs <= 3 * 168, "register budget");
+};
+
 /// \brief Proxy-score kernels (stages 3-4): 64 sampled query rows (4 warps) per CTA, against
 /// tiles of 64 sampled keys.
 template <int kHeadDim_>
 struct EstimateTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kRows = 64;
-  static constexpr int kWarps = 4;
   static constexpr int kThreads = 128;
   static constexpr std::size_t kSmemBytes = static_cast<std::size_t>(kRows + 2 * 64) * kHeadDim * 2;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
@@ -62,7 +85,6 @@ template <int kHeadDim_>
 struct MassTraits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kRows = 128;
-  static constexpr int kWarps = 8;
   static constexpr int kThreads = 256;
   static constexpr int kBlocksPerCta = 4;  ///< amortizes the Q load over 4 key blocks
   static constexpr std::size_t kSmemBytes = static_cast<std::size_t>(kRows + 2 * 64) * kHeadDim * 2;

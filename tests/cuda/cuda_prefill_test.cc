@@ -24,13 +24,14 @@
 
 #include "common/numeric.h"
 #include "common/workspace.h"
+#include "cuda/backend.h"
+#include "cuda/dispatch.h"
+#include "proxyattn/oracle/compare.h"
 #include "proxyattn/oracle/conformance.h"
 #include "proxyattn/oracle/reference.h"
-#include "cuda/backend.h"
+#include "proxyattn/oracle/workload.h"
 #include "proxyattn/proxyattn.h"
 #include "proxyattn/safetensors.h"
-#include "proxyattn/oracle/compare.h"
-#include "proxyattn/oracle/workload.h"
 
 namespace proxyattn {
 namespace {
@@ -44,9 +45,9 @@ bool full_level() {
   return level != nullptr && std::string(level) == "full";
 }
 
-#define SKIP_WITHOUT_GPU()                                        \
-  do {                                                            \
-    if (!cuda::available()) GTEST_SKIP() << "no CUDA device";     \
+#define SKIP_WITHOUT_GPU()                                    \
+  do {                                                        \
+    if (!cuda::available()) GTEST_SKIP() << "no CUDA device"; \
   } while (0)
 
 /// Device memory owned by a test.
@@ -126,8 +127,8 @@ testing::Reference gpu_reference_attend(const Workload& w, std::int64_t block,
   testing::Reference r;
   const reference::Operands p = testing::operands_of(w);
   std::vector<std::uint8_t> naive;  // [total_tokens, num_qo_heads, head_dim] of w.spec.dtype
-  auto naive_done = std::async(std::launch::async,
-                               [&] { reference::naive_attend(p, block, mask, naive); });
+  auto naive_done =
+      std::async(std::launch::async, [&] { reference::naive_attend(p, block, mask, naive); });
   reference::attend(p, block, mask, r.out, r.lse);
   naive_done.get();
   reference::Operands naive_operands = p;
@@ -184,20 +185,63 @@ void expect_output_conforms(const Workload& w, const testing::Output& out,
   }
 }
 
-/// Runs `launch` (which writes run's outputs) over poisoned outputs and checks them against ref.
+/// Sets PROXYATTN_CUDA_ATTEND (the attention kernel choice, src/cuda/dispatch.h) for a scope.
+class ScopedAttendKernel {
+ public:
+  explicit ScopedAttendKernel(const std::string& kernel) {
+    const char* old = std::getenv("PROXYATTN_CUDA_ATTEND");
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv("PROXYATTN_CUDA_ATTEND", kernel.c_str(), 1);
+  }
+  ~ScopedAttendKernel() {
+    if (had_) {
+      setenv("PROXYATTN_CUDA_ATTEND", old_.c_str(), 1);
+    } else {
+      unsetenv("PROXYATTN_CUDA_ATTEND");
+    }
+  }
+  ScopedAttendKernel(const ScopedAttendKernel&) = delete;
+  ScopedAttendKernel& operator=(const ScopedAttendKernel&) = delete;
+
+ private:
+  bool had_ = false;
+  std::string old_;
+};
+
+/// The attention kernels every attention check runs: the portable sm_80 kernel, and where the
+/// device and build have it the sm_90a kernel with its benchmarked variants (bf16 only; other
+/// types run the default sm_90a kernel under those names).
+const std::vector<std::string>& attend_kernels() {
+  static const std::vector<std::string> kernels = [] {
+    std::vector<std::string> k = {"sm80"};
+    ScopedAttendKernel sm90("sm90");
+    if (cuda::attend_kernel_for(DType::kBFloat16, 128, 128) == cuda::KernelFamily::kSm90Wgmma) {
+      k.insert(k.end(), {"sm90_one_tile", "sm90_persistent", "sm90_more_stages", "sm90_pingpong"});
+    }
+    return k;
+  }();
+  return kernels;
+}
+
+/// Runs `launch` (which writes run's outputs) over poisoned outputs and checks them against ref,
+/// once per attention kernel.
 void expect_attend_conforms(DeviceRun& run, const testing::Reference& ref, const std::string& what,
                             const std::function<void()>& launch) {
-  run.poison();
-  launch();
-  cuda::synchronize(Runtime{});
-  expect_output_conforms(run.w, run.fetch(), ref, what);
+  for (const std::string& kernel : attend_kernels()) {
+    ScopedAttendKernel scoped(kernel);
+    run.poison();
+    launch();
+    cuda::synchronize(Runtime{});
+    expect_output_conforms(run.w, run.fetch(), ref, what + " [" + kernel + "]");
+  }
 }
 
 std::vector<WorkloadSpec> kernel_cases() {
   std::vector<WorkloadSpec> cases;
   const std::vector<std::vector<std::int32_t>> lengths =
-      full_level() ? std::vector<std::vector<std::int32_t>>{{1}, {37}, {113}, {127}, {577}, {1100},
-                                                            {300, 1, 777}}
+      full_level() ? std::vector<std::vector<std::int32_t>>{{1},   {37},   {113},        {127},
+                                                            {577}, {1100}, {300, 1, 777}}
                    : std::vector<std::vector<std::int32_t>>{{1}, {113}, {577}, {300, 1, 777}};
   const std::vector<std::pair<int, int>> heads = {{4, 4}, {8, 2}, {7, 1}};
   for (DType dtype : {DType::kBFloat16, DType::kFloat16}) {
@@ -255,7 +299,7 @@ void check_mask_cases(std::size_t n, const std::function<void(std::size_t, MaskC
     return c;
   });
   for (const auto& c : cases) {
-    DeviceBuffer dev_ws(c->host_plan.layout.total_bytes);
+    DeviceBuffer dev_ws(c->host_ws.size());
     const Plan plan = plan_to_device(c->host_plan, c->host_ws, dev_ws);
     DeviceRun run(c->w);
     expect_attend_conforms(run, c->ref, c->what, [&] {
@@ -275,7 +319,8 @@ TEST(CudaAttend, RandomMaskMatchesReference) {
   std::vector<Params> params;
   for (const WorkloadSpec& spec : kernel_cases()) {
     for (int block : {64, 128}) {
-      for (double density : full_level() ? std::vector<double>{0.1, 0.5} : std::vector<double>{0.3}) {
+      for (double density :
+           full_level() ? std::vector<double>{0.1, 0.5} : std::vector<double>{0.3}) {
         params.push_back({spec, block, density});
       }
     }
@@ -387,24 +432,27 @@ TEST(CudaAttend, EmptyRowsGiveZeroAndMinusInf) {
       testing::Buffer host_ws(workspace_size(w.shape(), config));
       const Plan host_plan =
           plan_from_block_mask(w.shape(), block, 1, mask.data(), host_ws.workspace());
-      DeviceBuffer dev_ws(host_plan.layout.total_bytes);
+      DeviceBuffer dev_ws(host_ws.size());
       const Plan plan = plan_to_device(host_plan, host_ws, dev_ws);
       const auto ref = gpu_reference_attend(w, block, host_plan.to_dense());
       DeviceRun run(w);
-      std::ostringstream what;
-      what << "empty rows hd" << hd << " b" << block;
-      run.poison();
-      attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
-      cuda::synchronize(Runtime{});
-      const testing::Output out = run.fetch();
-      expect_output_conforms(w, out, ref, what.str());
-      const float* lse = static_cast<const float*>(out.lse.data());
-      for (std::int64_t t = 0; t < w.total_tokens; ++t) {
-        const float x = lse[1 * w.total_tokens + t];
-        EXPECT_TRUE(std::isinf(x) && x < 0) << what.str() << " token " << t;
-        for (std::int64_t d = 0; d < hd; ++d) {
-          ASSERT_EQ(load_float(out.o.data(), w.spec.dtype, (t * H + 1) * hd + d), 0.0f)
-              << what.str() << " token " << t;
+      for (const std::string& kernel : attend_kernels()) {
+        ScopedAttendKernel scoped(kernel);
+        std::ostringstream what;
+        what << "empty rows hd" << hd << " b" << block << " [" << kernel << "]";
+        run.poison();
+        attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
+        cuda::synchronize(Runtime{});
+        const testing::Output out = run.fetch();
+        expect_output_conforms(w, out, ref, what.str());
+        const float* lse = static_cast<const float*>(out.lse.data());
+        for (std::int64_t t = 0; t < w.total_tokens; ++t) {
+          const float x = lse[1 * w.total_tokens + t];
+          EXPECT_TRUE(std::isinf(x) && x < 0) << what.str() << " token " << t;
+          for (std::int64_t d = 0; d < hd; ++d) {
+            ASSERT_EQ(load_float(out.o.data(), w.spec.dtype, (t * H + 1) * hd + d), 0.0f)
+                << what.str() << " token " << t;
+          }
         }
       }
     }
@@ -427,19 +475,22 @@ TEST(CudaAttend, CorruptPlanRaisesFlags) {
     testing::Buffer host_ws;
     const Plan host_plan = testing::random_mask_plan(w.shape(), block, 0.5, 3, host_ws);
     const PlanLayout& l = host_plan.layout;
-    host_plan.counts[l.head_index(0, 1, 3)] = 5;                          // m = 3: count <= 4
-    host_plan.group_order[l.order_index(0, l.group_of_head(2), 4)] = 6;   // m = 4: index <= 4
-    DeviceBuffer dev_ws(l.total_bytes);
+    host_plan.counts[l.head_index(0, 1, 3)] = 5;                         // m = 3: count <= 4
+    host_plan.group_order[l.order_index(0, l.group_of_head(2), 4)] = 6;  // m = 4: index <= 4
+    DeviceBuffer dev_ws(host_ws.size());
     const Plan plan = plan_to_device(host_plan, host_ws, dev_ws);
     DeviceRun run(w);
-    const std::int32_t zeros[4] = {0, 0, 0, 0};
-    cuda::copy_to_device(plan.flags, zeros, sizeof(zeros), Runtime{});
-    attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
-    cuda::synchronize(Runtime{});
-    std::int32_t flags[4];
-    cuda::copy_to_host(flags, plan.flags, sizeof(flags), Runtime{});
-    EXPECT_EQ(flags[0], 3) << "b" << block;
-    EXPECT_THROW(plan.check_flags(), Error) << "b" << block;
+    for (const std::string& kernel : attend_kernels()) {
+      ScopedAttendKernel scoped(kernel);
+      const std::int32_t zeros[4] = {0, 0, 0, 0};
+      cuda::copy_to_device(plan.flags, zeros, sizeof(zeros), Runtime{});
+      attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
+      cuda::synchronize(Runtime{});
+      std::int32_t flags[4];
+      cuda::copy_to_host(flags, plan.flags, sizeof(flags), Runtime{});
+      EXPECT_EQ(flags[0], 3) << "b" << block << " [" << kernel << "]";
+      EXPECT_THROW(plan.check_flags(), Error) << "b" << block << " [" << kernel << "]";
+    }
   }
 }
 
@@ -498,11 +549,12 @@ TEST(CudaPlan, ConformsToReferenceAndAttends) {
     const Workload w = testing::make_workload(c.spec);
     DeviceRun run(w);
     DeviceBuffer ws(workspace_size(w.shape(), c.config));
-    const Plan plan = proxyattn::plan(run.q_view, run.k_view, w.seqlens(), c.config, ws.workspace());
+    const Plan plan =
+        proxyattn::plan(run.q_view, run.k_view, w.seqlens(), c.config, ws.workspace());
     attend(run.q_view, run.k_view, run.v_view, plan, run.o_view, &run.lse_view);
     cuda::synchronize(Runtime{});
     const HostPlan host = copy_to_host(plan);
-    const auto ref_plan = reference::plan(host_problem(w, nullptr), c.config);
+    const auto ref_plan = reference::plan(testing::operands_of(w), c.config);
     const PlanConformance conf = check_plan(ref_plan, host.plan, c.config);
     EXPECT_TRUE(conf.ok) << conf.first_failure << " (budget mismatches " << conf.budget_mismatches
                          << ", selection mismatches " << conf.selection_mismatches << ")";
@@ -521,20 +573,23 @@ TEST(CudaPlan, PrefillIsBitwiseRepeatable) {
   const Workload w = testing::make_workload(c.spec);
   DeviceRun run(w);
   DeviceBuffer ws(workspace_size(w.shape(), c.config));
-  std::vector<std::vector<unsigned char>> outputs;
-  std::vector<std::vector<std::uint8_t>> masks;
-  for (int rep = 0; rep < 2; ++rep) {
-    run.poison();
-    const Plan plan = prefill(run.q_view, run.k_view, run.v_view, w.seqlens(), c.config,
-                              ws.workspace(), run.o_view, &run.lse_view);
-    cuda::synchronize(Runtime{});
-    const testing::Output out = run.fetch();
-    const auto* bytes = static_cast<const unsigned char*>(out.o.data());
-    outputs.emplace_back(bytes, bytes + out.o.size());
-    masks.push_back(plan.to_dense());
+  for (const std::string& kernel : attend_kernels()) {
+    ScopedAttendKernel scoped(kernel);
+    std::vector<std::vector<unsigned char>> outputs;
+    std::vector<std::vector<std::uint8_t>> masks;
+    for (int rep = 0; rep < 2; ++rep) {
+      run.poison();
+      const Plan plan = prefill(run.q_view, run.k_view, run.v_view, w.seqlens(), c.config,
+                                ws.workspace(), run.o_view, &run.lse_view);
+      cuda::synchronize(Runtime{});
+      const testing::Output out = run.fetch();
+      const auto* bytes = static_cast<const unsigned char*>(out.o.data());
+      outputs.emplace_back(bytes, bytes + out.o.size());
+      masks.push_back(plan.to_dense());
+    }
+    EXPECT_TRUE(outputs[0] == outputs[1]) << kernel;
+    EXPECT_TRUE(masks[0] == masks[1]) << kernel;
   }
-  EXPECT_TRUE(outputs[0] == outputs[1]);
-  EXPECT_TRUE(masks[0] == masks[1]);
 }
 
 // Real learned inputs (data/qkv, the model issue's dump): plan conformance and output, both
@@ -542,7 +597,8 @@ TEST(CudaPlan, PrefillIsBitwiseRepeatable) {
 TEST(CudaPlan, RealDumpConforms) {
   SKIP_WITHOUT_GPU();
   for (const char* layer : {"pa-tiny-8k-layer3", "pa-tiny-8k-layer7"}) {
-    const std::string path = std::string(PROXYATTN_SOURCE_DIR) + "/data/qkv/" + layer + ".safetensors";
+    const std::string path =
+        std::string(PROXYATTN_SOURCE_DIR) + "/data/qkv/" + layer + ".safetensors";
     if (!std::ifstream(path).good()) GTEST_SKIP() << path << " absent";
     const safetensors::QkvFile f = safetensors::read_qkv(path);
     const Workload w = testing::workload_from_tensors(
@@ -566,7 +622,7 @@ TEST(CudaPlan, RealDumpConforms) {
                                     ws.workspace(), run.o_view, &run.lse_view);
           cuda::synchronize(Runtime{});
           const HostPlan host = copy_to_host(plan);
-          const auto ref_plan = reference::plan(host_problem(w, nullptr), config);
+          const auto ref_plan = reference::plan(testing::operands_of(w), config);
           const PlanConformance conf = check_plan(ref_plan, host.plan, config);
           EXPECT_TRUE(conf.ok) << conf.first_failure;
           const auto ref = gpu_reference_attend(w, block, host.plan.to_dense());

@@ -1,8 +1,10 @@
-// src/cuda/kernel/budget.cuh: SPEC.md stage 5 on the GPU for one sequence. For every query head,
-// with its own Q and K (no pooling, no stride), the last R = min(b, N) query rows:
+// src/cuda/kernel/budget.cuh: stage 5 (budgets, docs/SPEC.md) on the GPU for one sequence. For
+// every query head, with its own Q and K (no pooling, no stride), the last R = min(b, N) query
+// rows:
 //   mass_partials_kernel  per row and key block n: (max, sum of 2^(x - max)) over keys u <= t of
 //                         the block, in log2 units; tensor cores, fp32 accumulation
 //   mass_reduce_kernel    lse_t over blocks, then a_h[n] = mean_t sum_n(t) 2^(max_n(t) - lse_t)
+//   budget_kernel         n_h = rules::budget_cut of a_h, clamped; the exact last-block orders
 // One pass of Q K^T: the per-block partials carry all that a_h needs.
 #pragma once
 
@@ -12,6 +14,7 @@
 #include "common/rules.h"
 #include "cuda/kernel/mma.cuh"
 #include "cuda/kernel/online_lse.cuh"
+#include "cuda/kernel/sort.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
 
@@ -59,8 +62,8 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
     const int k0 = n0 * p.block_size + t * 64;  // tiles of a chunk are contiguous keys
     if (t + 1 < num_tiles) {
       const int k1 = k0 + 64;
-      load_tile<T, 64, kHeadDim, kThreads>(sK + ((t + 1) & 1) * 64 * kHeadDim, gK, p.k_stride_n,
-                                           k1, N, tid);
+      load_tile<T, 64, kHeadDim, kThreads>(sK + ((t + 1) & 1) * 64 * kHeadDim, gK, p.k_stride_n, k1,
+                                           N, tid);
     }
     cp_async_commit();
     cp_async_wait<1>();
@@ -74,7 +77,8 @@ __global__ void __launch_bounds__(MassTraits<kHeadDim>::kThreads)
       for (int e = 0; e < 4; ++e) {
         const int key = k0 + nt * 8 + 2 * c4 + (e & 1);
         const int query = first_row + local_a + (e >= 2 ? 8 : 0);
-        rS[nt][e] = (needs_mask && !rules::causal(query, key)) ? -INFINITY : rS[nt][e] * p.scale_log2;
+        rS[nt][e] =
+            (needs_mask && !rules::causal(query, key)) ? -INFINITY : rS[nt][e] * p.scale_log2;
       }
     }
     online_lse_update<8>(rS, row_max, row_sum);
@@ -132,6 +136,46 @@ static __global__ void mass_reduce_kernel(const __grid_constant__ BudgetParams p
 #pragma unroll
     for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
     if (lane == 0) p.mass[static_cast<std::int64_t>(head) * nb + n] = acc / static_cast<float>(R);
+  }
+}
+
+/// \brief Stage 5 budgets (after the masses), and the exact last-block orders. Grid H,
+/// SortTraits::kThreads threads, next_pow2(nb) keys of shared memory.
+/// n_h = smallest c whose top-c sum of a_h reaches gamma * sum (sums in double, in ranked
+/// order); nb when a_h has a NaN; then clamped to [min_blocks, max_blocks] and nb.
+static __global__ void budget_kernel(const __grid_constant__ BudgetParams p) {
+  extern __shared__ std::uint64_t keys[];  // [next_pow2(nb)]
+  __shared__ int budget;
+  const int head = blockIdx.x;
+  const int nb = p.num_blocks;
+  const float* mass = p.mass + static_cast<std::int64_t>(head) * nb;
+  for (int n = threadIdx.x; n < nb; n += blockDim.x) {
+    keys[n] =
+        (static_cast<std::uint64_t>(rank_class(mass[n])) << 32) | static_cast<std::uint32_t>(n);
+  }
+  bitonic_sort(keys, nb, next_pow2(nb));
+  if (threadIdx.x == 0) {
+    // rules::budget_cut over a_h in ranked order (descending; a NaN anywhere gives nb either way).
+    const std::int64_t nh = rules::budget_cut(
+        [&](std::int64_t i) { return static_cast<double>(mass[keys[i] & 0xffffffffu]); }, nb,
+        p.gamma);
+    budget = static_cast<int>(rules::clamp_budget(nh, p.min_blocks, p.max_blocks, nb));
+    p.budgets[head] = budget;
+  }
+  __syncthreads();
+  if (!p.exact_last) return;
+  // Exact last block: forced blocks first (0, then the diagonal), then by a_h.
+  if (threadIdx.x == 0) {
+    std::int16_t* order = p.last_order + static_cast<std::int64_t>(head) * nb;
+    const int m = nb - 1;
+    int c = 0;
+    if (is_forced(0, m, p.keep_sink, p.keep_diagonal)) order[c++] = 0;
+    if (m != 0 && is_forced(m, m, p.keep_sink, p.keep_diagonal))
+      order[c++] = static_cast<std::int16_t>(m);
+    for (int i = 0; i < nb; ++i) {
+      const int n = static_cast<int>(keys[i] & 0xffffffffu);
+      if (!is_forced(n, m, p.keep_sink, p.keep_diagonal)) order[c++] = static_cast<std::int16_t>(n);
+    }
   }
 }
 

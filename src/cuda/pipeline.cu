@@ -1,6 +1,8 @@
-// src/cuda/backend.cu: the CUDA backend's entries (src/cuda/backend.h). Everything runs on
-// runtime.stream in stream order: no host synchronization, no allocation, graph-capturable.
-// Shapes come from the host cu_seqlens that the layout keeps.
+// src/cuda/pipeline.cu: the CUDA backend's entries (src/cuda/backend.h): the plan's stages 1-6 in
+// order and stage 7 over a plan or dense. Everything runs on runtime.stream in stream order: no
+// host synchronization, no allocation, graph-capturable (the persistent attention kernel keeps
+// its tile counters in static device memory; dispatch.h). Shapes come from the host cu_seqlens
+// that the layout keeps. Every launch goes through launch.cuh.
 #include <algorithm>
 #include <cmath>
 
@@ -9,8 +11,7 @@
 #include "cuda/backend.h"
 #include "cuda/common.cuh"
 #include "cuda/dispatch.h"
-#include "cuda/kernel/estimate.cuh"
-#include "cuda/kernel/select.cuh"
+#include "cuda/launch.cuh"
 #include "cuda/params.h"
 #include "cuda/tile_config.h"
 
@@ -46,7 +47,9 @@ AttendParams attend_params(const Problem& p) {
   a.o_stride_n = p.o_stride_n;
   a.o_stride_h = p.o_stride_h;
   a.lse_stride_h = p.lse_stride_h;
+  a.total_tokens = p.shape.total_tokens;
   a.num_qo_heads = static_cast<std::int32_t>(p.shape.num_qo_heads);
+  a.num_kv_heads = static_cast<std::int32_t>(p.shape.num_kv_heads);
   a.group_size = static_cast<std::int32_t>(p.shape.group_size());
   a.scale_log2 = p.scale * 1.4426950408889634f;
   return a;
@@ -54,8 +57,8 @@ AttendParams attend_params(const Problem& p) {
 
 // Launches the attention kernel over the sequences, kMaxSeqsPerLaunch at a time. layout and
 // plan are null for dense attention.
-void run_attention(const Problem& p, int block_size, const PlanLayout* layout,
-                   const Plan* plan, const Runtime& runtime) {
+void run_attention(const Problem& p, int block_size, const PlanLayout* layout, const Plan* plan,
+                   const Runtime& runtime) {
   check_alignment(p);
   AttendParams a = attend_params(p);
   if (plan != nullptr) {
@@ -113,7 +116,7 @@ bool available() {
 }
 
 bool is_supported(DType dtype, std::int64_t head_dim) {
-  return select_kernel(dtype, head_dim) != KernelFamily::kNone;
+  return attend_kernel_for(dtype, head_dim, 128) != KernelFamily::kNone;
 }
 
 void attend(const Problem& problem, const Plan& plan, const Runtime& runtime) {
@@ -134,16 +137,17 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
   for (std::int64_t i = 0; i < l.batch; ++i) {  // checked before anything is launched
     PROXYATTN_CHECK(l.is_dense[i] || l.num_blocks[i] <= SortTraits::kMaxSortBlocks, "sequence ", i,
                     " has ", l.num_blocks[i], " blocks, expected at most ",
-                    SortTraits::kMaxSortBlocks, " for the CUDA plan (its sorts are in shared memory)");
+                    SortTraits::kMaxSortBlocks,
+                    " for the CUDA plan (its sorts are in shared memory)");
   }
   PROXYATTN_CUDA_CHECK(cudaMemsetAsync(plan.flags, 0, 4 * sizeof(std::int32_t), stream));
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];
     if (nb == 0) continue;
     const std::int64_t N = l.cu_seqlens[i + 1] - l.cu_seqlens[i];
+    const int g32 = static_cast<int>(g);
     SelectParams s;
     s.block_scores = at<float>(workspace, l.block_scores_bytes, l.order_offset[i]);
-    s.mass = at<float>(workspace, l.mass_bytes, l.head_offset[i]);
     s.group_order = plan.group_order + l.order_offset[i];
     s.last_order = plan.last_order + l.head_offset[i];
     s.counts = plan.counts + l.head_offset[i];
@@ -155,14 +159,9 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     s.keep_sink = config.keep_sink ? 1 : 0;
     s.keep_diagonal = config.keep_diagonal ? 1 : 0;
     s.exact_last = config.last_block_selection == LastBlockSelection::kExact ? 1 : 0;
-    s.gamma = config.gamma;
-    s.min_blocks = config.min_budget_blocks();
-    s.max_blocks = config.max_budget_blocks();
     s.forced_density = config.forced_density;
     if (l.is_dense[i]) {
-      kernel::dense_plan_kernel<<<static_cast<unsigned>(nb), 256, 0, stream>>>(
-          s, static_cast<int>(g));
-      PROXYATTN_CUDA_CHECK_LAUNCH();
+      launch_dense_plan(s, g32, stream);
       continue;
     }
     // Stages 2-4: proxy heads, strided logits, block scores.
@@ -182,7 +181,7 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     e.stride = static_cast<std::int32_t>(l.stride);
     e.block_size = static_cast<std::int32_t>(l.block_size);
     e.num_blocks = static_cast<std::int32_t>(nb);
-    e.num_proxy_heads = static_cast<std::int32_t>(g);
+    e.num_proxy_heads = g32;
     e.q_heads_per_group = static_cast<std::int32_t>(H / g);
     e.kv_heads_per_group = static_cast<std::int32_t>(l.num_kv_heads / g);
     e.q_inv_count = 1.0f / static_cast<float>(H / g);
@@ -194,10 +193,6 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     e.proxy_k = proxy_k;
     e.proxy_lse = reinterpret_cast<float*>(proxy_q + samples * g * D * 2);
     e.block_scores = const_cast<float*>(s.block_scores);
-    const std::int64_t num_scores = g * PlanLayout::tri(nb);
-    kernel::fill_kernel<<<static_cast<unsigned>(std::min<std::int64_t>((num_scores + 255) / 256, 4096)),
-                          256, 0, stream>>>(e.block_scores, num_scores, -INFINITY);
-    PROXYATTN_CUDA_CHECK_LAUNCH();
     dispatch_estimate(p.dtype, D, e, runtime.stream);
 
     // Stage 5: masses a_h, then budgets (and the exact last-block orders).
@@ -217,26 +212,20 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     b.group_size = static_cast<std::int32_t>(H / l.num_kv_heads);
     b.scale_log2 = p.scale * 1.4426950408889634f;
     b.partials = at<float2>(workspace, l.mass_partials_bytes);
-    b.mass = const_cast<float*>(s.mass);
+    b.mass = at<float>(workspace, l.mass_bytes, l.head_offset[i]);
+    b.budgets = s.budgets;
+    b.last_order = s.last_order;
+    b.gamma = config.gamma;
+    b.min_blocks = config.min_budget_blocks();
+    b.max_blocks = config.max_budget_blocks();
+    b.keep_sink = s.keep_sink;
+    b.keep_diagonal = s.keep_diagonal;
+    b.exact_last = s.exact_last;
     dispatch_mass(p.dtype, D, b, runtime.stream);
+    launch_budget(b, stream);
 
-    std::int64_t padded = 1;
-    while (padded < nb) padded <<= 1;
-    const int sort_smem = static_cast<int>(padded * sizeof(std::uint64_t));
-    if (sort_smem > 48 * 1024) {
-      PROXYATTN_CUDA_CHECK(cudaFuncSetAttribute(
-          kernel::budget_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sort_smem));
-      PROXYATTN_CUDA_CHECK(cudaFuncSetAttribute(
-          kernel::select_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, sort_smem));
-    }
-    kernel::budget_kernel<<<static_cast<unsigned>(H), SortTraits::kThreads, sort_smem, stream>>>(s);
-    PROXYATTN_CUDA_CHECK_LAUNCH();
     // Stage 6: rankings and counts, then densities.
-    kernel::select_kernel<<<dim3(static_cast<unsigned>(nb), static_cast<unsigned>(g)),
-                            SortTraits::kThreads, sort_smem, stream>>>(s);
-    PROXYATTN_CUDA_CHECK_LAUNCH();
-    kernel::density_kernel<<<static_cast<unsigned>(H), 256, 0, stream>>>(s);
-    PROXYATTN_CUDA_CHECK_LAUNCH();
+    launch_select(s, g32, stream);
   }
 }
 
