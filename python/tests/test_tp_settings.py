@@ -107,3 +107,39 @@ def test_record_without_tensor_parallelism_needs_no_communication():
                       "causal_blocks": np.array([6.0])})
     assert rec.summary()["layers"] == {3: 0.75}
     assert hf.DensityRecord().summary()["calls"] == 0
+
+
+class FakeModelConfig:
+    num_attention_heads = 4
+    num_key_value_heads = 2
+
+
+class FakeAttention:
+    """What proxyattn.hf reads of an attention module: its model config and layer index."""
+
+    def __init__(self, layer_idx=0):
+        self.config = FakeModelConfig()
+        self.layer_idx = layer_idx
+
+
+def test_settings_resolved_from_local_heads(monkeypatch):
+    monkeypatch.setattr(hf, "_distributed_world", lambda: 2)  # as if under torchrun, 2 ranks
+    monkeypatch.setitem(hf._defaults, "tp-test", {"num_proxy_heads": 2, "gamma": 0.9})
+    hf.clear_cache()
+    dense, cfg, _ = hf._settings("tp-test", FakeAttention(), 2, 1)  # 2 of 4 heads, 1 of 2 KV
+    assert not dense and cfg.num_proxy_heads == 1 and cfg.gamma == 0.9
+    dense, cfg, _ = hf._settings("tp-test", FakeAttention(1), 4, 2)  # an unsharded call
+    assert cfg.num_proxy_heads == 2
+    hf.clear_cache()
+
+
+def test_local_config_errors_and_single_process(monkeypatch):
+    module, g2 = FakeAttention(), pa.Config(num_proxy_heads=2)
+    monkeypatch.setattr(hf, "_distributed_world", lambda: 2)
+    with pytest.raises(pa.Error, match="would cross ranks 0-1"):
+        hf._local_config(module, pa.Config(), 2, 1)  # the default g = 1 at TP 2
+    with pytest.raises(pa.Error, match="KV heads don't split evenly"):
+        hf._local_config(module, g2, 2, 2)
+    assert hf._local_config(module, g2, 4, 2) is g2
+    monkeypatch.setattr(hf, "_distributed_world", lambda: 1)  # one process: never sharded
+    assert hf._local_config(module, pa.Config(), 2, 1).num_proxy_heads == 1
