@@ -137,7 +137,6 @@ int run_demo(const DemoOptions& o) {
   write_block_figure(figure, title.str(), panels, static_cast<int>(model.config.num_qo_heads));
   model_progress("");
 
-  const runner::PrefillStats& sd = res[0].gen.prefill;
   const runner::PrefillStats& sp = res[1].gen.prefill;
   const double t_attn[2] = {median(attn_ms[0]), median(attn_ms[1])};
   const double t_prefill[2] = {median(prefill_ms[0]), median(prefill_ms[1])};
