@@ -16,6 +16,7 @@ void pool_proxy(const Problem& p, const Config& c, const Sequence& s, float* pro
                 float* proxy_k, int threads) {
   const std::int64_t g = c.num_proxy_heads, D = p.shape.head_dim;
   const std::int64_t samples = (s.n_tokens + c.stride - 1) / c.stride;
+  const kernels::PoolFn pool = kernels::pool_kernel(kernels::active_isa());
   parallel_for(samples, threads, [&](std::int64_t i) {
     const std::int64_t t = s.start + i * c.stride;
     for (int which = 0; which < 2; ++which) {
@@ -28,13 +29,28 @@ void pool_proxy(const Problem& p, const Config& c, const Sequence& s, float* pro
       const std::int64_t stride_h = query ? p.q_stride_h : p.k_stride_h;
       float* dst = (query ? proxy_q : proxy_k) + i * g * D;  // [g, head_dim]
       for (std::int64_t j = 0; j < g; ++j) {
-        for (std::int64_t d = 0; d < D; ++d) {
-          float sum = 0.0f;  // fp32, heads in increasing index
-          for (std::int64_t h = j * per_group; h < (j + 1) * per_group; ++h) {
-            sum += load_float(base, p.dtype, t * stride_n + h * stride_h + d);
-          }
-          dst[j * D + d] = round_to(p.dtype, sum * inv);
+        if (pool != nullptr && p.dtype != DType::kFloat16) {
+          const std::int64_t row = t * stride_n + j * per_group * stride_h;
+          const void* src = static_cast<const char*>(base) + row * dtype_size(p.dtype);
+          pool(src, p.dtype == DType::kBFloat16, stride_h, static_cast<int>(per_group),
+               static_cast<int>(D), inv, dst + j * D);
+          continue;
         }
+        float* sum = dst + j * D;  // fp32, heads in increasing index
+        std::fill(sum, sum + D, 0.0f);
+        for (std::int64_t h = j * per_group; h < (j + 1) * per_group; ++h) {
+          const std::int64_t row = t * stride_n + h * stride_h;
+          if (p.dtype == DType::kBFloat16) {
+            const auto* x = static_cast<const std::uint16_t*>(base) + row;
+            for (std::int64_t d = 0; d < D; ++d) sum[d] += bf16_to_float(x[d]);
+          } else if (p.dtype == DType::kFloat32) {
+            const auto* x = static_cast<const float*>(base) + row;
+            for (std::int64_t d = 0; d < D; ++d) sum[d] += x[d];
+          } else {
+            for (std::int64_t d = 0; d < D; ++d) sum[d] += load_float(base, p.dtype, row + d);
+          }
+        }
+        for (std::int64_t d = 0; d < D; ++d) sum[d] = round_to(p.dtype, sum[d] * inv);
       }
     }
   });

@@ -291,3 +291,37 @@ void logit_stats_avx512_fp32(const StatsItem& it) {
 }
 
 }  // namespace proxyattn::cpu::kernels
+
+namespace proxyattn::cpu::kernels {
+
+void pool_rows_avx512(const void* src, bool bf16, std::int64_t stride, int heads, int d, float inv,
+                      float* dst) {
+  const __m512 vinv = _mm512_set1_ps(inv);
+  for (int c = 0; c < d; c += 16) {
+    const __mmask16 k = prefix_mask(d - c);
+    __m512 sum = _mm512_setzero_ps();
+    for (int h = 0; h < heads; ++h) {
+      __m512 x;
+      if (bf16) {
+        const auto* row = static_cast<const std::uint16_t*>(src) + h * stride + c;
+        const __m256i w = _mm256_maskz_loadu_epi16(k, row);
+        x = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(w), 16));
+      } else {
+        x = _mm512_maskz_loadu_ps(k, static_cast<const float*>(src) + h * stride + c);
+      }
+      sum = _mm512_add_ps(sum, x);
+    }
+    __m512 y = _mm512_mul_ps(sum, vinv);
+    if (bf16) {  // round to nearest even bf16, NaN stays NaN (quiet bit set)
+      const __m512i u = _mm512_castps_si512(y);
+      const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+      __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+      const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+      r = _mm512_mask_or_epi32(r, nan, u, _mm512_set1_epi32(0x00400000));
+      y = _mm512_castsi512_ps(_mm512_and_si512(r, _mm512_set1_epi32(static_cast<int>(0xffff0000u))));
+    }
+    _mm512_mask_storeu_ps(dst + c, k, y);
+  }
+}
+
+}  // namespace proxyattn::cpu::kernels

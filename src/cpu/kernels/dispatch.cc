@@ -134,6 +134,8 @@ AttendKernel attend_kernel(Isa isa, bool bf16) {
   return k;
 }
 
+PoolFn pool_kernel(Isa isa) { return isa == Isa::kScalar ? nullptr : pool_rows_avx512; }
+
 StatsFn stats_kernel(Isa isa, bool bf16_pairs) {
   if (isa == Isa::kScalar) return nullptr;
   if (bf16_pairs) return isa == Isa::kAvx512 ? nullptr : logit_stats_avx512bf16;

@@ -107,6 +107,15 @@ StatsFn stats_kernel(Isa isa, bool bf16_pairs);
 void logit_stats_avx512_fp32(const StatsItem& item);
 void logit_stats_avx512bf16(const StatsItem& item);
 
+/// \brief dst[c] = round_to_dtype(inv * sum over `heads` rows r of src[r * stride + c]), c < d,
+/// rows summed in increasing order in fp32 (the proxy-head pooling of stage 2).
+using PoolFn = void (*)(const void* src, bool bf16, std::int64_t stride, int heads, int d,
+                        float inv, float* dst);
+/// \brief The pooling kernel for tier isa; nullptr for the scalar tier.
+PoolFn pool_kernel(Isa isa);
+void pool_rows_avx512(const void* src, bool bf16, std::int64_t stride, int heads, int d, float inv,
+                      float* dst);
+
 using AttendFn = void (*)(const AttendItem& item);
 
 /// \brief A kernel for one (ISA, dtype): its pack layout and its attention entry.
