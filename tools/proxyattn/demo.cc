@@ -110,12 +110,24 @@ int run_demo(const DemoOptions& o) {
   }
   // More prefills, the modes alternating, so that both see the same machine load; the times
   // reported are medians over all runs of a mode (the first from the generation above).
-  std::vector<double> attn_ms[2], prefill_ms[2], plan_ms;
+  // Per run: ProxyAttn's attention time over the time dense attention would take on the selected
+  // fraction, sum over layers of density x dense layer time (1 = time proportional to density).
+  const std::vector<double>& layer_density = res[1].gen.prefill.density;
+  auto vs_density = [&](const runner::PrefillStats& dense_run, double proxy_ms) {
+    double expected = 0.0;
+    for (std::size_t l = 0; l < layer_density.size(); ++l) {
+      expected += layer_density[l] * dense_run.layer_attention_ms[l];
+    }
+    return expected > 0 ? proxy_ms / expected : 0.0;
+  };
+  std::vector<double> attn_ms[2], prefill_ms[2], plan_ms, density_ratio;
   for (int m = 0; m < 2; ++m) {
     attn_ms[m].push_back(res[m].gen.prefill.attention_ms);
     prefill_ms[m].push_back(res[m].gen.prefill.prefill_ms);
   }
   plan_ms.push_back(res[1].gen.prefill.plan_ms);
+  density_ratio.push_back(vs_density(res[0].gen.prefill, res[1].gen.prefill.attention_ms));
+  runner::PrefillStats last_dense;
   for (int r = 1; r < o.repeats; ++r) {
     for (int m = 0; m < 2; ++m) {
       model_progress("demo: timing run " + std::to_string(r + 1) + "/" + std::to_string(o.repeats) +
@@ -125,7 +137,9 @@ int run_demo(const DemoOptions& o) {
       session.prefill(ids, &st);
       attn_ms[m].push_back(st.attention_ms);
       prefill_ms[m].push_back(st.prefill_ms);
+      if (m == 0) last_dense = st;
       if (m == 1) plan_ms.push_back(st.plan_ms);
+      if (m == 1) density_ratio.push_back(vs_density(last_dense, st.attention_ms));
     }
   }
   model_progress("demo: drawing " + figure);
@@ -141,6 +155,7 @@ int run_demo(const DemoOptions& o) {
   const double t_attn[2] = {median(attn_ms[0]), median(attn_ms[1])};
   const double t_prefill[2] = {median(prefill_ms[0]), median(prefill_ms[1])};
   const double t_plan = median(plan_ms);
+  const double t_ratio = median(density_ratio);
   const double attn_speedup = t_attn[1] > 0 ? t_attn[0] / t_attn[1] : 0.0;
   const double prefill_speedup = t_prefill[1] > 0 ? t_prefill[0] / t_prefill[1] : 0.0;
   std::string expected;
@@ -163,6 +178,9 @@ int run_demo(const DemoOptions& o) {
   std::printf("  density per layer:");
   for (double d : sp.density) std::printf(" %.2f", d);
   std::printf(" (mean %.2f)\n", sp.mean_density());
+  std::printf("  ProxyAttn attention time / (density x dense attention time): %.2f "
+              "(1 = proportional to density; the plan included)\n",
+              t_ratio);
   std::printf("  wrote %s (selected blocks of every layer and head)\n", figure.c_str());
   if (o.model.json) {
     nlohmann::json j;
@@ -179,6 +197,7 @@ int run_demo(const DemoOptions& o) {
     }
     j["prompt_tokens"] = ids.size();
     j["plan_ms"] = t_plan;
+    j["attention_vs_density"] = t_ratio;
     j["repeats"] = o.repeats;
     j["answers"] = answers;
     j["attention_speedup"] = attn_speedup;
