@@ -10,8 +10,10 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
-#include <type_traits>
+#include <map>
+#include <sstream>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -50,12 +52,26 @@ typedef struct DLManagedTensor {
 #endif
 
 #include "proxyattn/proxyattn.h"
-#include "cuda/backend.h"
 
 namespace py = pybind11;
 
 namespace proxyattn::python {
 namespace {
+
+/// \brief Throws proxyattn::Error with the streamed message (surfaces as proxyattn.Error).
+template <typename... Args>
+[[noreturn]] void fail(const Args&... args) {
+  std::ostringstream os;
+  os << "proxyattn: ";
+  (os << ... << args);
+  throw Error(os.str());
+}
+
+/// \brief fail(args...) unless ok.
+template <typename... Args>
+void check(bool ok, const Args&... args) {
+  if (!ok) fail(args...);
+}
 
 // --- DLPack -> TensorView ---------------------------------------------------------------------
 
@@ -87,17 +103,17 @@ Borrowed borrow(const py::handle& obj, const char* name, bool uint16_is_bf16 = f
   } else if (py::hasattr(obj, "__dlpack__")) {
     b.capsule = obj.attr("__dlpack__")();
   } else {
-    PROXYATTN_FAIL(name, " is a ", std::string(py::str(py::type::of(obj).attr("__name__"))),
+    fail(name, " is a ", std::string(py::str(py::type::of(obj).attr("__name__"))),
                    ", expected an array with __dlpack__ (numpy, torch) or a DLPack capsule");
   }
-  PROXYATTN_CHECK(PyCapsule_IsValid(b.capsule.ptr(), "dltensor"), name,
+  check(PyCapsule_IsValid(b.capsule.ptr(), "dltensor"), name,
                   " is a DLPack capsule that was already consumed, expected a fresh one");
   auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(b.capsule.ptr(), "dltensor"));
   const DLTensor& t = managed->dl_tensor;
   TensorView& v = b.view;
-  PROXYATTN_CHECK(t.ndim >= 0 && t.ndim <= TensorView::kMaxRank, name, ".ndim = ", t.ndim,
+  check(t.ndim >= 0 && t.ndim <= TensorView::kMaxRank, name, ".ndim = ", t.ndim,
                   ", expected at most ", TensorView::kMaxRank);
-  PROXYATTN_CHECK(t.dtype.lanes == 1, name, ".dtype = ", dl_dtype_name(t.dtype),
+  check(t.dtype.lanes == 1, name, ".dtype = ", dl_dtype_name(t.dtype),
                   ", expected one lane");
   if (t.dtype.code == kDLFloat && t.dtype.bits == 32) {
     v.dtype = DType::kFloat32;
@@ -108,7 +124,7 @@ Borrowed borrow(const py::handle& obj, const char* name, bool uint16_is_bf16 = f
   } else if (uint16_is_bf16 && t.dtype.code == kDLUInt && t.dtype.bits == 16) {
     v.dtype = DType::kBFloat16;
   } else {
-    PROXYATTN_FAIL(name, ".dtype = ", dl_dtype_name(t.dtype),
+    fail(name, ".dtype = ", dl_dtype_name(t.dtype),
                    ", expected float32, bfloat16 or float16");
   }
   if (t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost) {
@@ -118,7 +134,7 @@ Borrowed borrow(const py::handle& obj, const char* name, bool uint16_is_bf16 = f
     v.device = Device::kCUDA;
     v.device_id = t.device.device_id;
   } else {
-    PROXYATTN_FAIL(name, ".device = DLPack device type ", static_cast<int>(t.device.device_type),
+    fail(name, ".device = DLPack device type ", static_cast<int>(t.device.device_type),
                    ", expected cpu (1) or cuda (2)");
   }
   v.rank = t.ndim;
@@ -158,18 +174,18 @@ Borrowed borrow_workspace(const py::object& obj) {
   } else if (py::hasattr(obj, "__dlpack__")) {
     b.capsule = obj.attr("__dlpack__")();
   } else {
-    PROXYATTN_FAIL("workspace is a ", std::string(py::str(py::type::of(obj).attr("__name__"))),
+    fail("workspace is a ", std::string(py::str(py::type::of(obj).attr("__name__"))),
                    ", expected a byte array with __dlpack__ or a DLPack capsule");
   }
-  PROXYATTN_CHECK(PyCapsule_IsValid(b.capsule.ptr(), "dltensor"),
+  check(PyCapsule_IsValid(b.capsule.ptr(), "dltensor"),
                   "workspace is a DLPack capsule that was already consumed");
   auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(b.capsule.ptr(), "dltensor"));
   const DLTensor& t = managed->dl_tensor;
-  PROXYATTN_CHECK(t.ndim == 1, "workspace.ndim = ", t.ndim, ", expected 1 (a byte array)");
-  PROXYATTN_CHECK(t.dtype.bits == 8 && t.dtype.lanes == 1 &&
+  check(t.ndim == 1, "workspace.ndim = ", t.ndim, ", expected 1 (a byte array)");
+  check(t.dtype.bits == 8 && t.dtype.lanes == 1 &&
                       (t.dtype.code == kDLUInt || t.dtype.code == kDLInt),
                   "workspace.dtype = ", dl_dtype_name(t.dtype), ", expected uint8");
-  PROXYATTN_CHECK(t.strides == nullptr || t.shape[0] <= 1 || t.strides[0] == 1,
+  check(t.strides == nullptr || t.shape[0] <= 1 || t.strides[0] == 1,
                   "workspace.strides[0] = ", t.strides == nullptr ? 1 : t.strides[0],
                   ", expected 1 (contiguous)");
   TensorView& v = b.view;
@@ -181,7 +197,7 @@ Borrowed borrow_workspace(const py::object& obj) {
     v.device = Device::kCUDA;
     v.device_id = t.device.device_id;
   } else {
-    PROXYATTN_CHECK(t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost,
+    check(t.device.device_type == kDLCPU || t.device.device_type == kDLCUDAHost,
                     "workspace.device = DLPack device type ",
                     static_cast<int>(t.device.device_type), ", expected cpu or cuda");
     v.device = Device::kCPU;
@@ -213,7 +229,7 @@ Seqlens seqlens_of(const py::object& obj) {
   Seqlens s;
   if (obj.is_none()) return s;
   Int32Array a = Int32Array::ensure(obj);
-  PROXYATTN_CHECK(a && a.ndim() == 1, "cu_seqlens must be a 1-D sequence of int32 on the host");
+  check(a && a.ndim() == 1, "cu_seqlens must be a 1-D sequence of int32 on the host");
   s.values.assign(a.data(), a.data() + a.size());
   s.given = true;
   return s;
@@ -232,14 +248,12 @@ Runtime runtime_of(std::uintptr_t stream, int num_threads) {
 struct PyPlan {
   Plan plan;
   py::object workspace;
-  std::uintptr_t base = 0;  // workspace data pointer the plan's arrays point into
 };
 
-PyPlan wrap_plan(const Plan& plan, const py::object& workspace_owner, const Workspace& ws) {
+PyPlan wrap_plan(const Plan& plan, const py::object& workspace_owner) {
   PyPlan p;
   p.plan = plan;
   p.workspace = workspace_owner;
-  p.base = reinterpret_cast<std::uintptr_t>(ws.data);
   return p;
 }
 
@@ -250,32 +264,16 @@ py::array_t<T> to_numpy(const std::vector<T>& v, std::vector<py::ssize_t> shape)
   return a;
 }
 
-/// \brief The same plan arrays, at the same offsets, inside another workspace (e.g. a host plan
-/// copied byte for byte onto the GPU).
-PyPlan rebase(const PyPlan& src, const py::object& workspace) {
+/// \brief The plan copied into another workspace (copy_plan(): host or device, synchronizes).
+PyPlan copy_into(const PyPlan& src, const py::object& workspace, std::uintptr_t stream) {
   Borrowed b = borrow_workspace(workspace);
   const Workspace ws = workspace_from(b);
-  PROXYATTN_CHECK(ws.size >= src.plan.layout.total_bytes, "workspace.size = ", ws.size,
-                  ", expected at least the plan's ", src.plan.layout.total_bytes, " bytes");
-  PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(ws.data) % 256 == 0, "workspace.data = ",
-                  ws.data, ", expected 256-byte alignment");
-  PyPlan dst = src;
-  dst.workspace = workspace;
-  dst.base = reinterpret_cast<std::uintptr_t>(ws.data);
-  dst.plan.device = ws.device;
-  dst.plan.device_id = ws.device_id;
-  auto move = [&](auto* p) {
-    using T = std::remove_pointer_t<decltype(p)>;
-    if (p == nullptr) return p;
-    return reinterpret_cast<T*>(dst.base + (reinterpret_cast<std::uintptr_t>(p) - src.base));
-  };
-  dst.plan.group_order = move(src.plan.group_order);
-  dst.plan.last_order = move(src.plan.last_order);
-  dst.plan.counts = move(src.plan.counts);
-  dst.plan.budgets = move(src.plan.budgets);
-  dst.plan.density = move(src.plan.density);
-  dst.plan.flags = move(src.plan.flags);
-  return dst;
+  Plan copied;
+  {
+    py::gil_scoped_release release;
+    copied = copy_plan(src.plan, ws, runtime_of(stream, 0));
+  }
+  return wrap_plan(copied, workspace);
 }
 
 py::dict layout_dict(const PlanLayout& l) {
@@ -290,47 +288,46 @@ py::dict layout_dict(const PlanLayout& l) {
   d["cu_seqlens"] = l.cu_seqlens;
   d["num_blocks"] = l.num_blocks;
   d["is_dense"] = std::vector<bool>(l.is_dense.begin(), l.is_dense.end());
-  d["total_bytes"] = l.total_bytes;
   return d;
 }
 
 // --- shapes -------------------------------------------------------------------------------------
 
+/// \brief The shape of a prefill from its sizes alone: problem_shape() over views that hold the
+/// sizes at a placeholder address (it reads shapes, never data), so the checks stay the library's.
 ProblemShape shape_of(std::int64_t total_tokens, std::int64_t num_qo_heads,
                       std::int64_t num_kv_heads, std::int64_t head_dim, const Seqlens& seqs) {
-  PROXYATTN_CHECK(total_tokens >= 0, "total_tokens = ", total_tokens, ", expected >= 0");
-  PROXYATTN_CHECK(num_qo_heads >= 1 && num_kv_heads >= 1, "num_qo_heads = ", num_qo_heads,
-                  ", num_kv_heads = ", num_kv_heads, ", expected >= 1");
-  PROXYATTN_CHECK(num_qo_heads % num_kv_heads == 0, "num_qo_heads = ", num_qo_heads,
-                  ", expected a multiple of num_kv_heads = ", num_kv_heads);
-  PROXYATTN_CHECK(head_dim >= 1, "head_dim = ", head_dim, ", expected >= 1");
-  ProblemShape s;
-  s.total_tokens = total_tokens;
-  s.num_qo_heads = num_qo_heads;
-  s.num_kv_heads = num_kv_heads;
-  s.head_dim = head_dim;
-  s.cu_seqlens = validate_cu_seqlens(seqs.span(), total_tokens);
-  return s;
+  check(total_tokens >= 0, "total_tokens = ", total_tokens, ", expected >= 0");
+  auto view = [&](std::int64_t heads) {
+    TensorView v;
+    v.data = reinterpret_cast<void*>(std::uintptr_t{256});
+    v.dtype = DType::kBFloat16;
+    v.device = Device::kCPU;
+    v.rank = 3;
+    v.shape[0] = total_tokens;
+    v.shape[1] = heads;
+    v.shape[2] = head_dim;
+    v.strides[2] = 1;
+    v.strides[1] = head_dim;
+    v.strides[0] = heads * head_dim;
+    return v;
+  };
+  return problem_shape(view(num_qo_heads), view(num_kv_heads), seqs.span());
 }
 
-Config make_config(int block_size, int stride, double gamma, int num_proxy_heads,
-                   std::int64_t min_budget_tokens, std::int64_t max_budget_tokens,
-                   std::int64_t dense_below_tokens, bool keep_sink, bool keep_diagonal,
-                   const std::string& last_block_selection, double forced_density, float scale) {
+/// \brief A Config from field texts (config_fields() names -> set_config_field() text); fields
+/// not named keep the C++ defaults.
+Config config_from(const std::map<std::string, std::string>& fields) {
   Config c;
-  c.block_size = block_size;
-  c.stride = stride;
-  c.gamma = gamma;
-  c.num_proxy_heads = num_proxy_heads;
-  c.min_budget_tokens = min_budget_tokens;
-  c.max_budget_tokens = max_budget_tokens;
-  c.dense_below_tokens = dense_below_tokens;
-  c.keep_sink = keep_sink;
-  c.keep_diagonal = keep_diagonal;
-  c.last_block_selection = parse_last_block_selection(last_block_selection);
-  c.forced_density = forced_density;
-  c.scale = scale;
+  for (const auto& [name, text] : fields) set_config_field(c, name, text);
   return c;
+}
+
+/// \brief Every field of a Config as get_config_field() text.
+py::dict config_values(const Config& c) {
+  py::dict d;
+  for (const ConfigField& f : config_fields()) d[f.name] = get_config_field(c, f.name);
+  return d;
 }
 
 const char* device_name_of(Device d) { return d == Device::kCUDA ? "cuda" : "cpu"; }
@@ -351,28 +348,31 @@ PYBIND11_MODULE(_core, m) {
   // proxyattn.Error subclasses ValueError and carries the C++ message.
   py::register_exception<Error>(m, "Error", PyExc_ValueError);
 
+  // Config follows the one field table (include/proxyattn/config.h): names, types, sentinel
+  // words and help come from config_fields(), values travel as set/get_config_field() text.
   py::class_<Config>(m, "Config")
-      .def(py::init(&make_config), py::arg("block_size") = 128, py::arg("stride") = 4,
-           py::arg("gamma") = 0.95, py::arg("num_proxy_heads") = 1,
-           py::arg("min_budget_tokens") = 2048, py::arg("max_budget_tokens") = Config::kUnbounded,
-           py::arg("dense_below_tokens") = Config::kAuto, py::arg("keep_sink") = true,
-           py::arg("keep_diagonal") = true, py::arg("last_block_selection") = "exact",
-           py::arg("forced_density") = 0.0, py::arg("scale") = 0.0f)
-      .def_readonly("block_size", &Config::block_size)
-      .def_readonly("stride", &Config::stride)
-      .def_readonly("gamma", &Config::gamma)
-      .def_readonly("num_proxy_heads", &Config::num_proxy_heads)
-      .def_readonly("min_budget_tokens", &Config::min_budget_tokens)
-      .def_readonly("max_budget_tokens", &Config::max_budget_tokens)
-      .def_readonly("dense_below_tokens", &Config::dense_below_tokens)
-      .def_readonly("keep_sink", &Config::keep_sink)
-      .def_readonly("keep_diagonal", &Config::keep_diagonal)
-      .def_property_readonly("last_block_selection",
-                             [](const Config& c) { return to_string(c.last_block_selection); })
-      .def_readonly("forced_density", &Config::forced_density)
-      .def_readonly("scale", &Config::scale)
+      .def(py::init<>(), "the default Config")
+      .def("values", &config_values, "{field name: value text}, as make_config() reads it")
       .def("validate", &Config::validate)
       .def("dense_below", &Config::dense_below);
+  m.def(
+      "config_fields",
+      [] {
+        py::list fields;
+        for (const ConfigField& f : config_fields()) {
+          py::dict d;
+          d["name"] = f.name;
+          d["flag"] = f.flag;
+          d["type"] = f.type;
+          d["unset"] = f.unset;
+          d["help"] = f.help;
+          fields.append(d);
+        }
+        return fields;
+      },
+      "the Config field table: [{name, flag, type, unset, help}] in declaration order");
+  m.def("make_config", &config_from, py::arg("fields"),
+        "a Config from {field name: value text}; unnamed fields keep their defaults");
 
   py::class_<PyPlan>(m, "Plan")
       .def_property_readonly("layout", [](const PyPlan& p) { return layout_dict(p.plan.layout); })
@@ -422,8 +422,8 @@ PYBIND11_MODULE(_core, m) {
              return d;
            },
            "host copies of the plan's arrays (flat, in the workspace layout)")
-      .def("rebase", &rebase, py::arg("workspace"),
-           "the same plan inside another workspace holding a byte-for-byte copy of this one's");
+      .def("copy_into", &copy_into, py::arg("workspace"), py::arg("stream") = 0,
+           "this plan copied into another workspace (host or device); synchronizes");
 
   m.def(
       "workspace_size",
@@ -460,7 +460,7 @@ PYBIND11_MODULE(_core, m) {
           py::gil_scoped_release release;
           result = plan(bq.view, bk.view, seqs.span(), config, ws, runtime_of(stream, num_threads));
         }
-        return wrap_plan(result, workspace, ws);
+        return wrap_plan(result, workspace);
       },
       py::arg("q"), py::arg("k"), py::arg("cu_seqlens"), py::arg("config"), py::arg("workspace"),
       py::arg("stream") = 0, py::arg("num_threads") = 0, py::arg("bf16") = false);
@@ -501,7 +501,7 @@ PYBIND11_MODULE(_core, m) {
           result = prefill(bq.view, bk.view, bv.view, seqs.span(), config, ws, bo.view, lse_view,
                            runtime_of(stream, num_threads));
         }
-        return wrap_plan(result, workspace, ws);
+        return wrap_plan(result, workspace);
       },
       py::arg("q"), py::arg("k"), py::arg("v"), py::arg("cu_seqlens"), py::arg("config"),
       py::arg("workspace"), py::arg("out"), py::arg("lse") = py::none(), py::arg("stream") = 0,
@@ -538,15 +538,15 @@ PYBIND11_MODULE(_core, m) {
           const std::int64_t nb = (shape.seq_len(i) + block_size - 1) / std::max(block_size, 1);
           expected += static_cast<std::size_t>(num_qo_heads * nb * nb);
         }
-        PROXYATTN_CHECK(block_size == 64 || block_size == 128, "block_size = ", block_size,
+        check(block_size == 64 || block_size == 128, "block_size = ", block_size,
                         ", expected 64 or 128");
-        PROXYATTN_CHECK(static_cast<std::size_t>(mask.size()) == expected, "mask.size = ",
+        check(static_cast<std::size_t>(mask.size()) == expected, "mask.size = ",
                         mask.size(), ", expected sum over sequences of num_qo_heads * nb * nb = ",
                         expected);
         const Borrowed bw = borrow_workspace(workspace);
         const Workspace ws = workspace_from(bw);
         Plan result = plan_from_block_mask(shape, block_size, num_proxy_heads, mask.data(), ws, scale);
-        return wrap_plan(result, workspace, ws);
+        return wrap_plan(result, workspace);
       },
       py::arg("total_tokens"), py::arg("num_qo_heads"), py::arg("num_kv_heads"),
       py::arg("head_dim"), py::arg("cu_seqlens"), py::arg("block_size"), py::arg("num_proxy_heads"),
@@ -555,26 +555,12 @@ PYBIND11_MODULE(_core, m) {
   m.def(
       "is_supported",
       [](const std::string& dtype, std::int64_t head_dim, const std::string& device) {
-        PROXYATTN_CHECK(device == "cpu" || device == "cuda", "device = '", device,
+        check(device == "cpu" || device == "cuda", "device = '", device,
                         "', expected cpu or cuda");
         return is_supported(parse_dtype(dtype), head_dim,
                             device == "cuda" ? Device::kCUDA : Device::kCPU);
       },
       py::arg("dtype"), py::arg("head_dim"), py::arg("device") = "cpu");
-  m.def("cuda_available", &cuda::available, "whether this build has CUDA and sees a device");
-  m.def("device_name", &cuda::device_name);
-  m.def(
-      "copy_to_device",
-      [](const py::object& dst, const py::object& src, std::uintptr_t stream) {
-        const Borrowed bd = borrow_workspace(dst), bs = borrow_workspace(src);
-        PROXYATTN_CHECK(bd.view.device == Device::kCUDA && bs.view.device == Device::kCPU,
-                        "copy_to_device: expected a cuda destination and a cpu source");
-        PROXYATTN_CHECK(bd.view.shape[0] >= bs.view.shape[0], "copy_to_device: dst.size = ",
-                        bd.view.shape[0], ", expected >= src.size = ", bs.view.shape[0]);
-        py::gil_scoped_release release;
-        cuda::copy_to_device(bd.view.data, bs.view.data, static_cast<std::size_t>(bs.view.shape[0]),
-                             runtime_of(stream, 0));
-      },
-      py::arg("dst"), py::arg("src"), py::arg("stream") = 0,
-      "bytes of a host byte array into a device byte array (synchronizes)");
+  m.def("cuda_available", &cuda_available, "whether this build has CUDA and sees a device");
+  m.def("device_name", &device_name, py::arg("device_id") = 0);
 }

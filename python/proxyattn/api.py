@@ -1,6 +1,6 @@
 """The array-agnostic face: numpy arrays (CPU) and torch tensors (CPU, CUDA), zero copy.
 
-Operands follow SPEC.md section 1: q [tokens, num_qo_heads, head_dim], k and v [tokens,
+Operands follow docs/SPEC.md section 1: q [tokens, num_qo_heads, head_dim], k and v [tokens,
 num_kv_heads, head_dim], packed sequences given by host cu_seqlens [batch + 1] (None = one
 sequence), out like q, lse [num_qo_heads, tokens] float32. Outputs are returned in the inputs'
 array type; omitted outputs and workspaces are allocated. CUDA work runs on `stream` (an int
@@ -18,7 +18,7 @@ __all__ = ["Plan", "PlanStats", "workspace_size", "plan", "attend", "prefill", "
            "is_supported", "allocate_workspace"]
 
 PlanStats = collections.namedtuple("PlanStats", "budgets density seq_density density_weighted")
-PlanStats.__doc__ = """Plan statistics (SPEC.md section 4): budgets [batch, heads] in blocks,
+PlanStats.__doc__ = """Plan statistics (docs/SPEC.md section 4): budgets [batch, heads] in blocks,
 density [batch, heads], seq_density [batch] (mean over heads) and density_weighted (the realized
 density: mean over (sequence, head) weighted by causal blocks)."""
 
@@ -33,7 +33,7 @@ def _bf16(*arrays):
 
 
 class Plan:
-    """A block-sparse plan (SPEC.md stage 6). It lives in its workspace, which it keeps alive.
+    """A block-sparse plan (docs/SPEC.md stage 6). It lives in its workspace, which it keeps alive.
 
     Reading stats or masks synchronizes on CUDA. A plan made by plan()/prefill() describes the
     data it was made from; reusing its workspace for another call overwrites it.
@@ -135,7 +135,7 @@ class Plan:
         mask: per sequence, [num_qo_heads, nb_i, nb_i] truthy entries (numpy or torch; entries
         above the diagonal are ignored): a list of them, one array for one sequence, or all of them
         flattened. Within a group and query block (but the last) the heads' selections must be
-        nested (SPEC.md stage 6); num_proxy_heads (the groups, default num_kv_heads) must divide
+        nested (docs/SPEC.md stage 6); num_proxy_heads (the groups, default num_kv_heads) must divide
         num_kv_heads. The plan is built on the host and copied to q's device.
         """
         cu = A.host_cu_seqlens(cu_seqlens)
@@ -167,11 +167,8 @@ class Plan:
             return self
         if self.device == "cuda":
             return self
-        torch = A.torch_module()
-        host = self._core.workspace
-        dev = A.workspace(like, host.shape[0])
-        dev.copy_(torch.from_numpy(np.asarray(host)), non_blocking=False)
-        core = self._core.rebase(A.capsule(dev, "workspace"))
+        dev = A.workspace(like, self._core.workspace.shape[0])
+        core = self._core.copy_into(A.capsule(dev, "workspace"))
         return Plan(_core_keep(core, dev), like=like)
 
 

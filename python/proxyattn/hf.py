@@ -13,7 +13,7 @@ sequences with cu_seqlens, and the padded positions get zeros. Calls ProxyAttn c
 masks, dropout, softcap, attention sinks, a dtype or head_dim without kernels, ...) fall back to
 SDPA with one warning per reason.
 
-Settings, later ones winning: SPEC.md defaults < register(**kwargs) < the model config's
+Settings, later ones winning: docs/SPEC.md defaults < register(**kwargs) < the model config's
 `proxyattn` entry (a dict or a proxyattn.Config) < its per-layer overrides. Besides the Config
 fields, an entry may hold `dense_layers` (layer indices that run SDPA) and `layers`, a dict from
 layer index (int or str, as JSON stores it) to overrides, or a list indexed by layer; a layer's
@@ -33,7 +33,7 @@ over the ranks (an all_reduce on every rank). shard_settings() is the per-rank r
 import collections
 import warnings
 
-from .config import FIELDS, Config, resolve_config
+from .config import FIELDS, Config, config_text, resolve_config
 
 __all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "shard_settings",
            "tp_degree", "TPShard", "record_density", "DensityRecord", "summarize_density"]
@@ -41,7 +41,7 @@ __all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "sh
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
 _defaults = {}  # registered name -> register() kwargs
-_cache = {}  # (name, id(module)) -> (id(config entry), dense, Config, Config.key())
+_cache = {}  # (name, id(module)) -> (id(config entry), dense, Config, the op's config args)
 _warned = set()
 _cu_cache = {}
 _sdpa = None
@@ -115,8 +115,9 @@ def _settings(name, module, num_qo_heads=None, num_kv_heads=None):
         return cached[1:]
     dense, config = layer_settings(getattr(module, "layer_idx", None), _defaults.get(name), entry)
     config = _local_config(module, config, num_qo_heads, num_kv_heads)  # per rank under TP
-    _cache[(name, id(module))] = (id(entry), dense, config, config.key())
-    return dense, config, config.key()
+    args = (config_text(config.key()),)  # torch_ops.config_args(config)
+    _cache[(name, id(module))] = (id(entry), dense, config, args)
+    return dense, config, args
 
 
 def _cu_seqlens(batch, seq_len):
@@ -217,7 +218,7 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
     if reason is not None:
         return sdpa(reason)
     if scaling is not None:
-        args = args[:11] + (float(scaling),)
+        args = (config_text(config.replace(scale=float(scaling)).key()),)
     num_kv_heads = key.shape[1]
     q = query.transpose(1, 2).reshape(batch * q_len, num_qo_heads, head_dim)
     k = key.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)

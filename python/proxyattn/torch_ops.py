@@ -20,7 +20,7 @@ import torch
 
 from . import _arrays as A
 from . import _core
-from .config import Config, resolve_config
+from .config import Config, config_text, core_config_from_text, resolve_config
 
 __all__ = ["prefill", "dense", "HAVE_CUSTOM_OP", "config_args"]
 
@@ -28,10 +28,10 @@ HAVE_CUSTOM_OP = hasattr(torch, "library") and hasattr(torch.library, "custom_op
 
 
 @functools.lru_cache(maxsize=1024)
-def _workspace_bytes(total, heads, kv_heads, head_dim, cu_key, config_key):
+def _workspace_bytes(total, heads, kv_heads, head_dim, cu_key, config):
     cu = None if cu_key is None else list(cu_key)
     return _core.workspace_size_for_shape(total, heads, kv_heads, head_dim, cu,
-                                          _core.Config(*config_key))
+                                          core_config_from_text(config))
 
 
 def _cu_host(cu_seqlens):
@@ -47,15 +47,15 @@ def _stream(q):
     return torch.cuda.current_stream(q.device).cuda_stream if q.is_cuda else 0
 
 
-def _prefill_impl(q, k, v, cu_seqlens, config_key, return_lse):
+def _prefill_impl(q, k, v, cu_seqlens, config, return_lse):
     cu = _cu_host(cu_seqlens)
     total, heads, head_dim = (int(s) for s in q.shape)
-    nbytes = _workspace_bytes(total, heads, int(k.shape[1]), head_dim, cu, config_key)
+    nbytes = _workspace_bytes(total, heads, int(k.shape[1]), head_dim, cu, config)
     workspace = A.workspace(q, nbytes)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((heads, total) if return_lse else (0,), dtype=torch.float32, device=q.device)
     _core.prefill(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"),
-                  None if cu is None else list(cu), _core.Config(*config_key),
+                  None if cu is None else list(cu), core_config_from_text(config),
                   A.capsule(workspace, "workspace"), A.capsule(out, "out"),
                   A.capsule(lse, "lse") if return_lse else None, _stream(q), 0, False)
     return out, lse
@@ -82,20 +82,12 @@ if HAVE_CUSTOM_OP:
 
     @torch.library.custom_op("proxyattn::prefill", mutates_args=())
     def _prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                    cu_seqlens: Optional[torch.Tensor], block_size: int, stride: int, gamma: float,
-                    num_proxy_heads: int, min_budget_tokens: int, max_budget_tokens: int,
-                    dense_below_tokens: int, keep_sink: bool, keep_diagonal: bool,
-                    last_block_selection: str, forced_density: float, scale: float,
+                    cu_seqlens: Optional[torch.Tensor], config: str,
                     return_lse: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-        key = (block_size, stride, gamma, num_proxy_heads, min_budget_tokens, max_budget_tokens,
-               dense_below_tokens, keep_sink, keep_diagonal, last_block_selection, forced_density,
-               scale)
-        return _prefill_impl(q, k, v, cu_seqlens, key, return_lse)
+        return _prefill_impl(q, k, v, cu_seqlens, config, return_lse)
 
     @_prefill_op.register_fake
-    def _(q, k, v, cu_seqlens, block_size, stride, gamma, num_proxy_heads, min_budget_tokens,
-          max_budget_tokens, dense_below_tokens, keep_sink, keep_diagonal, last_block_selection,
-          forced_density, scale, return_lse):
+    def _(q, k, v, cu_seqlens, config, return_lse):
         return _fake_outputs(q, return_lse)
 
     @torch.library.custom_op("proxyattn::dense", mutates_args=())
@@ -117,7 +109,7 @@ if HAVE_CUSTOM_OP:
 else:
 
     def _run_prefill(q, k, v, cu_seqlens, key, return_lse):
-        return _prefill_impl(q, k, v, cu_seqlens, key, return_lse)
+        return _prefill_impl(q, k, v, cu_seqlens, *key, return_lse)
 
     def _run_dense(q, k, v, cu_seqlens, scale, return_lse):
         return _dense_impl(q, k, v, cu_seqlens, scale, return_lse)
@@ -130,12 +122,13 @@ def _cu_tensor(cu_seqlens):
 
 
 def config_args(config=None, **config_fields):
-    """The op's 12 config arguments (Config.key()) from a Config, a dict or fields."""
+    """The op's config arguments, a 1-tuple (config_text(Config.key()),) from a Config, a dict or
+    fields (the op takes the fields as one "name=text;..." string, so it follows the field table)."""
     if isinstance(config, tuple):
         return config
     cfg = config if isinstance(config, Config) and not config_fields else \
         resolve_config(config, **config_fields)
-    return cfg.key()
+    return (config_text(cfg.key()),)
 
 
 def prefill(q, k, v, cu_seqlens=None, config=None, *, return_lse=False, **config_fields):

@@ -1,5 +1,5 @@
-"""Every argument error raises proxyattn.Error (a ValueError) carrying the library's message, and
-nothing is written to out (SPEC.md section 6)."""
+"""Every argument error raises proxyattn.Error (a ValueError) with the library's message, and
+nothing is written to out (docs/SPEC.md section 6)."""
 import numpy as np
 import pytest
 
@@ -104,12 +104,22 @@ def test_scale_errors(inputs):
     ("gamma", 0.0, "config.gamma = 0, expected 0 < gamma <= 1"),
     ("block_size", 96, "config.block_size = 96, expected 64 or 128"),
     ("stride", 3, r"config.stride = 3, expected a positive divisor of block_size \(128\)"),
-    ("num_proxy_heads", 0, "config.num_proxy_heads = 0, expected >= 1"),
-    ("min_budget_tokens", -1, "config.min_budget_tokens = -1, expected >= 0"),
-    ("max_budget_tokens", 1024, "config.max_budget_tokens = 1024, expected -1"),
-    ("dense_below_tokens", -5, "config.dense_below_tokens = -5, expected -1"),
+    ("num_proxy_heads", 0,
+     r"config.num_proxy_heads \(--proxy-heads\) = '0', expected a positive divisor of num_kv"),
+    ("min_budget_tokens", -1,
+     r"config.min_budget_tokens \(--min-budget\) = '-1', expected an integer >= 0"),
+    ("max_budget_tokens", 1024,
+     r"config.max_budget_tokens = 1024, expected > 0 and >= min_budget_tokens \(2048\)"),
+    ("dense_below_tokens", -5,
+     r"config.dense_below_tokens \(--dense-below\) = '-5', expected an integer >= 0 or auto"),
+    ("gamma", "high", "config.gamma = 'high', expected a number"),
+    ("block_size", None, "config.block_size = None, expected an integer"),
+    ("block_size", 64.5, "config.block_size = 64.5, expected an integer"),
+    ("keep_sink", "yes", "config.keep_sink = 'yes', expected true or false"),
+    ("max_budget_tokens", "big", r"config.max_budget_tokens = 'big', expected an integer or None"),
     ("forced_density", 2.0, r"config.forced_density = 2, expected 0 \(off\) or in \(0, 1\]"),
-    ("last_block_selection", "best", "last_block_selection = 'best', expected exact or proxy"),
+    ("last_block_selection", "best",
+     r"config.last_block_selection \(--last-block\) = 'best', expected exact or proxy"),
 ])
 def test_config_errors(inputs, field, value, match):
     q, k, v = inputs

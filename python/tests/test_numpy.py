@@ -1,15 +1,17 @@
 """numpy (CPU) against a plain numpy float64 implementation of dense causal attention and of
-block-sparse attention with the plan's own mask (SPEC.md section 4's output conformance).
+block-sparse attention with the plan's own mask (docs/SPEC.md section 4's output conformance).
 
 Run: pytest -q python/tests  (after pip install --no-build-isolation ./python)
 """
+import dataclasses
+
 import numpy as np
 import pytest
 
 import proxyattn as pa
 from reference import attention, qkv, rel_error_per_head
 
-# STYLE.md / README tolerance: relative error per head against the double reference.
+# docs/STYLE.md / README tolerance: relative error per head against the double reference.
 FP32_TOL = 2e-5
 BF16_TOL = 1.6e-2
 LSE_TOL = 1e-3
@@ -239,6 +241,30 @@ def test_config_defaults_follow_spec():
     assert pa.Config(block_size=64, min_budget_tokens=0).dense_below() == 128
     assert c.replace(gamma=0.5).gamma == 0.5 and c.gamma == 0.95
     assert pa.Config(**c.to_dict()) == c
+
+
+def test_config_follows_the_cpp_field_table():
+    from proxyattn import _core
+    from proxyattn.config import FIELDS, resolve_config
+    table = _core.config_fields()
+    assert FIELDS == tuple(f["name"] for f in table)
+    assert [f.name for f in dataclasses.fields(pa.Config)] == list(FIELDS)
+    for f in table:
+        assert f["type"] in ("int", "float", "bool", "choice") and f["flag"].startswith("--")
+    # Defaults: the C++ Config{}'s values, sentinels as None.
+    assert pa.Config().key() == tuple(_core.Config().values()[n] for n in FIELDS)
+    # Every field travels to C++ and back unchanged.
+    c = pa.Config(block_size=64, stride=8, gamma=0.875, num_proxy_heads=2, min_budget_tokens=256,
+                  max_budget_tokens=4096, dense_below_tokens=300, keep_sink=False,
+                  keep_diagonal=False, last_block_selection="proxy", forced_density=0.3,
+                  scale=0.125)
+    assert tuple(c.to_core().values()[n] for n in FIELDS) == c.key()
+    assert resolve_config(c.to_core()) == c
+    assert resolve_config(pa.Config().to_core()) == pa.Config()
+    assert c.to_core().values()["max_budget_tokens"] == "4096"
+    assert pa.Config().to_core().values()["max_budget_tokens"] == "none"
+    assert pa.Config(gamma=0.1 + 0.2).to_core().values()["gamma"] == repr(0.1 + 0.2)
+    assert len({pa.Config().key(), c.key()}) == 2
 
 
 def test_is_supported():

@@ -93,7 +93,8 @@ def test_block_mask_from_torch():
 @pytest.mark.skipif(not torch_ops.HAVE_CUSTOM_OP, reason="torch < 2.4 has no custom_op")
 def test_opcheck_cpu():
     q, k, v = as_torch(*qkv(7, 300, 4, 2, 32))
-    key = pa.Config(**SPARSE).key()
+    key = torch_ops.config_args(**SPARSE)  # ("block_size=...;stride=...;...",): the field table
+    assert key == (";".join(f"{n}={t}" for n, t in pa.Config(**SPARSE).to_core().values().items()),)
     torch.library.opcheck(torch.ops.proxyattn.prefill.default, (q, k, v, None) + key + (True,))
     cu = torch.tensor([0, 100, 300], dtype=torch.int32)
     torch.library.opcheck(torch.ops.proxyattn.dense.default, (q, k, v, cu, 0.0, False))
