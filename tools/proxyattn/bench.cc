@@ -6,6 +6,7 @@
 #include <iostream>
 #include <thread>
 
+#include "proxyattn/cpu.h"
 #include "tools/proxyattn/cli.h"
 
 namespace proxyattn::cli {
@@ -126,6 +127,28 @@ int run_bench(const CommonOptions& o, int repeats) {
   std::printf("  %-22s %12.2f   speedup %.2fx\n", "prefill (plan+attend)", proxy_ms, speedup);
   std::printf("  density %.4f   recall %.4f (min head %.4f)   rel_error %.4g\n",
               stats.density_weighted, q.recall, q.recall_min_head, q.rel_error);
+  // CPU: the instruction peak measured in this process, and dense's useful rate against it
+  // (4 d FLOP per causal (query, key) pair).
+  CpuInfo cpu;
+  double peak_gflops = 0.0, amx_peak_gflops = 0.0, dense_gflops = 0.0;
+  if (in.device == Device::kCPU) {
+    cpu = cpu_info();
+    peak_gflops = cpu_peak_gflops(in.host.spec.dtype, threads);
+    if (cpu.has_amx) amx_peak_gflops = cpu_amx_peak_gflops(threads);
+    double pairs = 0.0;
+    for (std::size_t i = 0; i + 1 < in.host.cu_seqlens.size(); ++i) {
+      const double n = in.host.cu_seqlens[i + 1] - in.host.cu_seqlens[i];
+      pairs += n * (n + 1) / 2;
+    }
+    const double flop = 4.0 * in.host.spec.head_dim * in.host.spec.num_qo_heads * pairs;
+    dense_gflops = flop / (dense_ms * 1e6);
+    std::printf("  cpu %s, isa %s (%s): dense %.1f GFLOP/s = %.1f%% of the measured peak %.1f",
+                cpu.model.c_str(), cpu.isa.c_str(),
+                in.host.spec.dtype == DType::kBFloat16 ? cpu.bf16_kernel.c_str() : cpu.fp32_kernel.c_str(),
+                dense_gflops, peak_gflops > 0 ? 100.0 * dense_gflops / peak_gflops : 0.0, peak_gflops);
+    if (cpu.has_amx) std::printf(", AMX peak %.1f", amx_peak_gflops);
+    std::printf("\n");
+  }
   if (o.json) {
     nlohmann::json j;
     j["dense_ms"] = dense_ms;
@@ -143,6 +166,13 @@ int run_bench(const CommonOptions& o, int repeats) {
     j["threads"] = threads;
     j["repeats"] = repeats;
     j["density_per_head"] = stats.density;
+    if (in.device == Device::kCPU) {
+      j["cpu"] = cpu.model;
+      j["isa"] = cpu.isa;
+      j["peak_gflops"] = peak_gflops;
+      j["dense_gflops"] = dense_gflops;
+      if (cpu.has_amx) j["amx_peak_gflops"] = amx_peak_gflops;
+    }
     std::cout << j.dump() << std::endl;
   }
   return 0;
