@@ -123,7 +123,18 @@ void launch_estimate(const EstimateParams& p, cudaStream_t stream) {
   kernel::pool_kernel<T><<<dim3(p.num_samples, p.num_proxy_heads), 128, 0, stream>>>(p, kHeadDim);
   PROXYATTN_CUDA_CHECK_LAUNCH();
   constexpr int kSmem = static_cast<int>(Traits::kSmemBytes);
-  const dim3 grid((p.num_samples + Traits::kRows - 1) / Traits::kRows, p.num_proxy_heads);
+  // Key chunks of kChunkTiles tiles (512 sampled keys), fewer where the partials (8 bytes per
+  // chunk and sample) would not fit the kMaxChunks x 8 bytes the caller gives per sample.
+  constexpr int kChunkTiles = 8;
+  const int key_tiles = (p.num_samples + 63) / 64;
+  EstimateParams q = p;
+  int chunks = 1;
+  if (p.lse_partials != nullptr && key_tiles > kChunkTiles) {
+    q.key_chunk_tiles =
+        std::max(kChunkTiles, (key_tiles + kMaxEstimateChunks - 1) / kMaxEstimateChunks);
+    chunks = (key_tiles + q.key_chunk_tiles - 1) / q.key_chunk_tiles;
+  }
+  const dim3 grid((p.num_samples + Traits::kRows - 1) / Traits::kRows, p.num_proxy_heads, chunks);
   auto* lse_kernel = &kernel::proxy_pass_kernel<T, kHeadDim, 0>;
   auto* score_kernel = &kernel::proxy_pass_kernel<T, kHeadDim, 1>;
   if (kSmem > 48 * 1024) {
@@ -132,9 +143,14 @@ void launch_estimate(const EstimateParams& p, cudaStream_t stream) {
     PROXYATTN_CUDA_CHECK(
         cudaFuncSetAttribute(score_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem));
   }
-  lse_kernel<<<grid, Traits::kThreads, kSmem, stream>>>(p);
+  lse_kernel<<<grid, Traits::kThreads, kSmem, stream>>>(q);
   PROXYATTN_CUDA_CHECK_LAUNCH();
-  score_kernel<<<grid, Traits::kThreads, kSmem, stream>>>(p);
+  if (chunks > 1) {
+    kernel::proxy_lse_merge_kernel<<<dim3((p.num_samples + 255) / 256, p.num_proxy_heads), 256, 0,
+                                     stream>>>(q);
+    PROXYATTN_CUDA_CHECK_LAUNCH();
+  }
+  score_kernel<<<grid, Traits::kThreads, kSmem, stream>>>(q);
   PROXYATTN_CUDA_CHECK_LAUNCH();
 }
 

@@ -68,8 +68,13 @@ struct EstimateParams {
   float scale = 1.0f;
   void* proxy_q = nullptr;        // [g, num_samples, head_dim] input dtype
   void* proxy_k = nullptr;        // [g, num_samples, head_dim] input dtype
-  float* proxy_lse = nullptr;     // [g, num_samples]  lse_j[t] (natural log)
+  float* proxy_lse = nullptr;     // [g, num_samples]  lse_j[t] (log2 units)
   float* block_scores = nullptr;  // [g, tri(nb)]  S_j[m][n] at m(m+1)/2 + n
+  /// Both passes split each row tile's sampled keys into chunks of key_chunk_tiles tiles of 64
+  /// (grid z), so that the long rows of a long sequence spread over many CTAs; with more than one
+  /// chunk the lse pass writes per-chunk (max, sum) partials that a merge kernel combines.
+  std::int32_t key_chunk_tiles = 1 << 30;
+  float2* lse_partials = nullptr;  // [chunks, g, num_samples]  (max log2, sum of 2^(x - max))
 };
 
 /// \brief Stage 5 of one sequence: per-head last-block masses a_h, budgets n_h and (exact

@@ -193,6 +193,9 @@ void plan(const Problem& p, const Config& config, Plan& plan, Workspace workspac
     e.proxy_k = proxy_k;
     e.proxy_lse = reinterpret_cast<float*>(proxy_q + samples * g * D * 2);
     e.block_scores = const_cast<float*>(s.block_scores);
+    // The proxy K buffer's upper half (head_dim x 2 bytes per sample and group) is free: the lse
+    // pass's per-chunk partials go there (at most kMaxEstimateChunks x 8 bytes per sample).
+    e.lse_partials = reinterpret_cast<float2*>(proxy_k + samples * g * D * 2);
     dispatch_estimate(p.dtype, D, e, runtime.stream);
 
     // Stage 5: masses a_h, then budgets (and the exact last-block orders).

@@ -79,6 +79,11 @@ struct EstimateTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
 };
 
+/// \brief Most key chunks of the proxy passes: their lse partials (8 bytes per chunk and sample)
+/// live in the unused upper half of the proxy K buffer, head_dim x 2 bytes per sample, so 16 fit
+/// at head_dim 64 and more at 128.
+constexpr int kMaxEstimateChunks = 16;
+
 /// \brief Last-block mass kernel (stage 5): up to 128 last rows (8 warps) of one head against a
 /// chunk of kBlocksPerCta key blocks.
 template <int kHeadDim_>

@@ -1,9 +1,10 @@
 // src/cuda/kernel/estimate.cuh: SPEC.md stages 2-4 on the GPU for one sequence.
 //   pool_kernel         Qp_j, Kp_j: fp32 sums over the group's heads in index order, times the
 //                       fp32 1/count, rounded to the input dtype (so the logits use tensor cores)
-//   proxy_lse_kernel    lse_j[t] over sampled keys u <= t (online, never N x N)
-//   proxy_score_kernel  S_j[m][n] = max over sampled (t, u) of L_j[t, u] - lse_j[t], reduced per
-//                       warp and merged into block_scores by an order-independent atomic max
+//   proxy_pass_kernel<0>  lse_j[t] over sampled keys u <= t (online, never N x N); with the keys
+//                         split into chunks (grid z), per-chunk partials and proxy_lse_merge_kernel
+//   proxy_pass_kernel<1>  S_j[m][n] = max over sampled (t, u) of L_j[t, u] - lse_j[t], reduced
+//                         per warp and merged into block_scores by an order-independent atomic max
 // The logits are recomputed in the second pass instead of stored: two passes of tensor-core work
 // cost less than (N / s) x nb partial maxima in memory.
 #pragma once
@@ -27,8 +28,10 @@ __global__ void pool_kernel(const __grid_constant__ EstimateParams p, int head_d
   const std::int64_t token = p.token_start + static_cast<std::int64_t>(r) * p.stride;
   const T* gQ = static_cast<const T*>(p.q) + token * p.q_stride_n;
   const T* gK = static_cast<const T*>(p.k) + token * p.k_stride_n;
-  T* gQp = static_cast<T*>(p.proxy_q) + (static_cast<std::int64_t>(j) * p.num_samples + r) * head_dim;
-  T* gKp = static_cast<T*>(p.proxy_k) + (static_cast<std::int64_t>(j) * p.num_samples + r) * head_dim;
+  T* gQp =
+      static_cast<T*>(p.proxy_q) + (static_cast<std::int64_t>(j) * p.num_samples + r) * head_dim;
+  T* gKp =
+      static_cast<T*>(p.proxy_k) + (static_cast<std::int64_t>(j) * p.num_samples + r) * head_dim;
   for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
     float q_sum = 0.0f;
     for (int i = 0; i < p.q_heads_per_group; ++i) {
@@ -61,8 +64,10 @@ __device__ __forceinline__ void atomic_max_float(float* addr, float v) {
   }
 }
 
-/// \brief Both passes over the sampled proxy sequence of group j. Grid (ceil(S / 64), g), 128
-/// threads; kPass 0 writes lse (log2 units), kPass 1 merges block scores.
+/// \brief Both passes over the sampled proxy sequence of group j. Grid (ceil(S / 64), g, key
+/// chunks), 128 threads: CTA (rt, j, z) takes key tiles [z C, min((z + 1) C, rt + 1)) of row tile
+/// rt (C = key_chunk_tiles). kPass 0 writes lse (log2 units) or, with several chunks, the chunk's
+/// partials; kPass 1 merges block scores.
 template <typename T, int kHeadDim, int kPass>
 __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
     proxy_pass_kernel(const __grid_constant__ EstimateParams p) {
@@ -90,9 +95,13 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
   const int R = p.block_size / p.stride;  // sampled rows (and keys) per block
   const std::int64_t tri = static_cast<std::int64_t>(p.num_blocks) * (p.num_blocks + 1) / 2;
   float* scores = p.block_scores + j * tri;
+  const int kt_begin = static_cast<int>(blockIdx.z) * p.key_chunk_tiles;
+  if (kt_begin > rt) return;  // past the causal range of this row tile
+  const int kt_end = min(kt_begin + p.key_chunk_tiles, rt + 1);
 
   load_tile<T, kRows, kHeadDim, kThreads>(sQ, gQp, kHeadDim, r0, S, tid);
-  load_tile<T, 64, kHeadDim, kThreads>(sK, gKp, kHeadDim, 0, S, tid);
+  load_tile<T, 64, kHeadDim, kThreads>(sK + (kt_begin & 1) * 64 * kHeadDim, gKp, kHeadDim,
+                                       kt_begin * 64, S, tid);
   cp_async_commit();
 
   const int row_a = r0 + warp * 16 + g;  // the thread's two rows: row_a and row_a + 8
@@ -105,9 +114,8 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
   }
   std::uint32_t rQ[kHeadDim / 16][4];
   float rS[8][4];
-  const int num_tiles = rt + 1;
-  for (int kt = 0; kt < num_tiles; ++kt) {
-    if (kt + 1 < num_tiles) {
+  for (int kt = kt_begin; kt < kt_end; ++kt) {
+    if (kt + 1 < kt_end) {
       const int k0 = (kt + 1) * 64;
       load_tile<T, 64, kHeadDim, kThreads>(sK + ((kt + 1) & 1) * 64 * kHeadDim, gKp, kHeadDim, k0,
                                            S, tid);
@@ -115,7 +123,7 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (kt == 0) load_a_fragments<T, kHeadDim>(rQ, sQ, warp * 16, lane);
+    if (kt == kt_begin) load_a_fragments<T, kHeadDim>(rQ, sQ, warp * 16, lane);
     warp_qk<T, kHeadDim>(rS, rQ, sK + (kt & 1) * 64 * kHeadDim, lane);
     const bool diagonal = kt == rt;
 #pragma unroll
@@ -185,9 +193,37 @@ __global__ void __launch_bounds__(EstimateTraits<kHeadDim>::kThreads)
     for (int r = 0; r < 2; ++r) {
       const float sum = quad_sum(row_sum[r]);
       const int row = row_a + r * 8;
-      if (c4 == 0 && row < S) lse2[row] = sum > 0.0f ? row_max[r] + log2f(sum) : -INFINITY;
+      if (c4 != 0 || row >= S) continue;
+      if (gridDim.z == 1) {
+        lse2[row] = sum > 0.0f ? row_max[r] + log2f(sum) : -INFINITY;
+      } else {
+        p.lse_partials[(static_cast<std::int64_t>(blockIdx.z) * gridDim.y + j) * S + row] =
+            make_float2(row_max[r], sum);
+      }
     }
   }
+}
+
+/// \brief lse_j[t] from the per-chunk partials of the lse pass: max over the chunks, then the
+/// sum of each chunk's sum rescaled to it (row t has chunks 0 .. (t / 64) / key_chunk_tiles).
+/// Grid (ceil(S / 256), g), 256 threads.
+static __global__ void proxy_lse_merge_kernel(const __grid_constant__ EstimateParams p) {
+  const int S = p.num_samples;
+  const int j = blockIdx.y;
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= S) return;
+  const int chunks = (row / 64) / p.key_chunk_tiles + 1;
+  const float2* part = p.lse_partials + static_cast<std::int64_t>(j) * S + row;
+  const std::int64_t chunk_stride = static_cast<std::int64_t>(gridDim.y) * S;
+  float mx = -INFINITY;
+  for (int z = 0; z < chunks; ++z) mx = fmaxf(mx, part[z * chunk_stride].x);
+  const float base = mx == -INFINITY ? 0.0f : mx;
+  float sum = 0.0f;
+  for (int z = 0; z < chunks; ++z) {
+    const float2 v = part[z * chunk_stride];
+    sum += v.y * exp2_approx(v.x - base);
+  }
+  p.proxy_lse[static_cast<std::int64_t>(j) * S + row] = sum > 0.0f ? mx + log2f(sum) : -INFINITY;
 }
 
 }  // namespace proxyattn::cuda::kernel
