@@ -2,31 +2,25 @@
 import glob
 import json
 import os
-import struct
+import sys
 
 import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "train"))
+import st  # noqa: E402  (train/st.py: the project's safetensors reader)
 MODELS = sorted(glob.glob(os.path.join(ROOT, "models", "*", "config.json")))
 DUMPS = sorted(glob.glob(os.path.join(ROOT, "data", "qkv", "*.safetensors")))
 
 
 def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", {})
-    out = {}
-    for name, e in header.items():
-        a, b = e["data_offsets"]
-        assert e["dtype"] == "BF16", (path, name)
-        u = np.frombuffer(data[a:b], dtype="<u2").astype(np.uint32) << 16
-        out[name] = u.view(np.float32).reshape(e["shape"])
-        assert b - a == 2 * int(np.prod(e["shape"]))
+    """The dump's tensors (bf16 widened to float32) and metadata, read by train/st.py (which checks
+    every tensor's byte range); the dumps hold bf16 tensors that fill the data exactly."""
+    header, _, data = st.read(path)
+    assert all(e["dtype"] == "BF16" for e in header.values()), path
     assert max(e["data_offsets"][1] for e in header.values()) == len(data)
-    return out, meta
+    return st.load_numpy(path, with_metadata=True)
 
 
 @pytest.mark.parametrize("cfg", MODELS)
