@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Per-head blocks needed for gamma of the last block's attention mass (SPEC.md section 3, stage 5,
+"""Per-head blocks needed for gamma of the last block's attention mass (docs/SPEC.md section 3, stage 5,
 without the min/max clamps): for each query head, the last R = min(b, N) rows, softmax over keys u <= t
 in fp32, a_h[n] = mean row mass on key block n, n_h = the fewest blocks whose sum reaches gamma * sum(a_h).
 

@@ -6,9 +6,9 @@
 # Usage: scripts/make_corpus.sh [OUT_DIR]   (default data/build; writes train.txt, heldout.txt, SHA256SUMS)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-out="${1:-$root/data/build}"
-mkdir -p "$out"
-out="$(cd "$out" && pwd)"
+dest="${1:-$root/data/build}"
+mkdir -p "$dest"
+dest="$(cd "$dest" && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -31,5 +31,5 @@ for p in "${pins[@]}"; do
 done
 # bible-kjv is an amd64 binary; -f turns pretty-printing off (one verse per line).
 x/usr/bin/bible -d x/usr/lib/bible.data -f gen1:1-rev22:21 > x/bible.txt
-/usr/bin/python3 "$root/data/clean.py" x "$out"
-(cd "$out" && sha256sum train.txt heldout.txt > SHA256SUMS && cat SHA256SUMS)
+/usr/bin/python3 "$root/data/clean.py" x "$dest"
+(cd "$dest" && sha256sum train.txt heldout.txt > SHA256SUMS && cat SHA256SUMS)

@@ -1,9 +1,9 @@
 // tests/attend_test.cc: stage 7 on the CPU (proxyattn::attend) against the double reference
 // (reference::attend, dense attention under the token-level mask expanded from the plan), over
-// the reference's own plans, SPEC.md's random masks and user-built masks; empty rows; the
+// the reference's own plans, docs/SPEC.md's random masks and user-built masks; empty rows; the
 // differential tests (forced density 1 equals dense, bit for bit on the CPU); strided views.
 //
-// Pass rule (STYLE.md section 6): rel_error per head <= 2x the same-precision naive error +
+// Pass rule (docs/STYLE.md section 6): rel_error per head <= 2x the same-precision naive error +
 // noise (testing::Reference::bound, output_conforms), no NaN/Inf, LSE
 // checked. On failure the first mismatches are printed with their (head, token, dim).
 //
@@ -45,7 +45,7 @@ constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 double lse_tolerance() { return 1e-3; }  // fp32 accumulation on both dtypes
 
-// Checks out (and its lse) against the reference with the STYLE.md pass rule.
+// Checks out (and its lse) against the reference with the docs/STYLE.md pass rule.
 void expect_matches(const Workload& w, const Output& out, const Reference& ref, float scale = 0.0f) {
   const reference::Operands p = testing::operands_of(w, &out, scale);
   const OutputError e = compare_output(p, ref.out, ref.lse);

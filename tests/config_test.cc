@@ -1,4 +1,4 @@
-// tests/config_test.cc: Config defaults (SPEC.md section 2), validate() ranges, derived values
+// tests/config_test.cc: Config defaults (docs/SPEC.md section 2), validate() ranges, derived values
 // (dense_below, budget blocks, scale) and the parse functions.
 //
 // Run: ./build/tests/config_test

@@ -1,6 +1,6 @@
 // tests/cpu_kernels_test.cc: the CPU attention micro-kernels under every dispatch tier this
 // processor has (scalar, avx512, avx512bf16, amx), forced through PROXYATTN_CPU_ISA, against the
-// double reference with the STYLE.md pass rule (2x the same-precision naive error + noise).
+// double reference with the docs/STYLE.md pass rule (2x the same-precision naive error + noise).
 // Odd sequence lengths, head_dim 64 / 128 / other multiples of 8, GQA 1 / 4 / 7, blocks 64 / 128,
 // sparse masks, rows whose keys are all masked, NaN in a key a row cannot see, and bitwise
 // independence of the thread count; forced density 1 equals dense bit for bit.

@@ -1,5 +1,5 @@
 // tests/plan_test.cc: the CPU plan (proxyattn::plan) against the double reference
-// (reference::plan) with SPEC.md section 4's conformance rule (check_plan), over a sweep of
+// (reference::plan) with docs/SPEC.md section 4's conformance rule (check_plan), over a sweep of
 // lengths, block sizes, strides, GQA ratios, proxy-group counts, gamma, last-block modes, dtypes
 // and workloads; plus the plan's invariants, statistics, NaN inputs, gamma = 1, min_budget > N
 // and thread-count independence.

@@ -167,9 +167,9 @@ TEST(Prefill, ExactLastBlockSelectsNeedles) {
   // The structured workload plants 2 needle keys per sequence that only the last 128 queries
   // look for. With exact last-block selection, the last query block of every head ranks key
   // blocks by its own attention mass, so it selects the needles' blocks. The count includes the
-  // forced blocks (SPEC.md stage 6: c = max(min(n_h, m + 1), forced)), so sharp heads whose
+  // forced blocks (docs/SPEC.md stage 6: c = max(min(n_h, m + 1), forced)), so sharp heads whose
   // gamma budget is 2-3 blocks would spend it on the sink and the diagonal; a minimum budget of
-  // 4 blocks (as in SPEC.md's needle experiment, 256 tokens at b = 64) leaves room for both.
+  // 4 blocks (as in docs/SPEC.md's needle experiment, 256 tokens at b = 64) leaves room for both.
   for (int block : {64, 128}) {
     const Workload w = make_workload({1024, 700}, 4, 1, 64, DType::kBFloat16, WorkloadKind::kStructured, 9);
     ASSERT_EQ(w.needles.size(), 4u);

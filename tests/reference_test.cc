@@ -1,5 +1,5 @@
 // tests/reference_test.cc: the double reference (src/cpu/reference.cc) on cases whose answers
-// follow by hand from SPEC.md's rules: ones and arange workloads, N = 1, ties to the smaller
+// follow by hand from docs/SPEC.md's rules: ones and arange workloads, N = 1, ties to the smaller
 // index, forced blocks first, NaN last, gamma = 1, min_budget > N, the max_budget clamp, forced
 // density, and dense attention against a direct softmax.
 //

@@ -1,4 +1,4 @@
-// tests/validation_test.cc: every validation error of SPEC.md section 6, once each. Each case
+// tests/validation_test.cc: every validation error of docs/SPEC.md section 6, once each. Each case
 // asserts that proxyattn::Error is thrown, that its message names the argument, and that nothing
 // was written to out (nor lse): both are filled with a sentinel first and compared after.
 //
@@ -395,7 +395,7 @@ TEST(PlanFromBlockMask, RejectsNullMaskAndSmallWorkspace) {
 namespace proxyattn {
 namespace {
 
-// Runtime::check_finite (SPEC.md section 6's opt-in check): NaN/Inf are reported by name and
+// Runtime::check_finite (docs/SPEC.md section 6's opt-in check): NaN/Inf are reported by name and
 // position before anything is written; without the flag they propagate and nothing throws.
 TEST_F(Validation, CheckFiniteNamesTheFirstNonFiniteInput) {
   const Runtime checked{2, nullptr, true};
@@ -416,7 +416,7 @@ TEST_F(Validation, CheckFiniteNamesTheFirstNonFiniteInput) {
 namespace proxyattn {
 namespace {
 
-// A host plan edited by hand is checked before attention reads it (SPEC.md section 6).
+// A host plan edited by hand is checked before attention reads it (docs/SPEC.md section 6).
 TEST_F(Validation, AttendRejectsAPlanWithACountOutOfRange) {
   Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace(), Runtime{2});
   p.counts[p.layout.head_index(1, 2, 1)] = 3;  // query block 1 has only 2 causal blocks

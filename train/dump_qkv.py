@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Dumps post-RoPE Q/K/V of one held-out prompt, one safetensors file per layer, in the layout of
-SPEC.md section 5: tensors q [tokens, num_qo_heads, head_dim], k and v [tokens, num_kv_heads, head_dim].
+docs/SPEC.md section 5: tensors q [tokens, num_qo_heads, head_dim], k and v [tokens, num_kv_heads, head_dim].
 
 Usage: dump_qkv.py --model models/NAME --haystack data/build/heldout.txt --layers 2,6 \
                    --task niah_multikey --target-length 2056 --index 0 --dtype bf16 --out-dir data/qkv

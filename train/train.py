@@ -2,12 +2,12 @@
 """Trains the small long-context Llama on RULER-style tasks over training haystacks.
 
 Recipe (the probe's lessons): a length curriculum from 512 tokens up to the trained length, scheduled on
-wall-clock time so one device call finishes; loss = mean LM loss over all tokens + ANSWER_WEIGHT x mean loss
+wall-clock time so a run ends within its time budget; loss = mean LM loss over all tokens + ANSWER_WEIGHT x mean loss
 over the answer tokens (the answer and its EOS). Samples come from eval/tasks.py with training seeds
 (< EVAL_SEED_BASE) and training text (gcide, jargon, bible-kjv); evaluation uses dict-foldoc.
 
-Usage (device): train.py --corpus data/build/train.txt.gz --tokenizer data/build/tokenizer.model \
-                        --out $OUT/model --seconds 400
+Usage (GPU): train.py --corpus data/build/train.txt.gz --tokenizer data/build/tokenizer.model \
+                        --out /tmp/out/model --seconds 400
        (CPU smoke test): train.py ... --tiny --steps 3 --device cpu
 """
 import argparse

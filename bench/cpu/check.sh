@@ -8,16 +8,16 @@ scripts/build.sh >&2
 date=$(date -u +%Y-%m-%d)
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 tag=$(echo "$cpu" | tr -cs 'A-Za-z0-9' '-' | sed 's/-$//' | cut -c1-40)
-out="bench/results/cpu-check-${date}-${tag}.json"
+json="bench/results/cpu-check-${date}-${tag}.json"
 rows=()
 for n in 4096 8192; do
   for dtype in fp32 bf16; do
     args="--seq-len $n --heads 8 --kv-heads 2 --head-dim 128 --dtype $dtype"
     echo "== check $args" >&2
     # shellcheck disable=SC2086
-    output=$(build/proxyattn check $args --json)
-    printf "%s\n" "$output" >&2
-    line=$(printf "%s\n" "$output" | tail -n 1)
+    result=$(build/proxyattn check $args --json)
+    printf "%s\n" "$result" >&2
+    line=$(printf "%s\n" "$result" | tail -n 1)
     rows+=("{\"args\": \"$args\", \"result\": $line}")
   done
 done
@@ -25,5 +25,5 @@ done
   echo "{\"cpu\": \"$cpu\", \"cores\": $(nproc), \"date\": \"$date\", \"commit\": \"$(git rev-parse --short HEAD)\", \"runs\": ["
   (IFS=,; echo "${rows[*]}")
   echo "]}"
-} >"$out"
-echo "wrote $out" >&2
+} >"$json"
+echo "wrote $json" >&2

@@ -8,7 +8,7 @@ scripts/build.sh >&2
 date=$(date -u +%Y-%m-%d)
 cpu=$(lscpu | sed -n 's/^Model name:[[:space:]]*//p' | head -n 1)
 tag=$(echo "$cpu" | tr -cs 'A-Za-z0-9' '-' | sed 's/-$//' | cut -c1-40)
-out="bench/results/cpu-${date}-${tag}.json"
+json="bench/results/cpu-${date}-${tag}.json"
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 cases=(
   "--seq-len 8192 --heads 8 --kv-heads 2 --head-dim 128 --workload structured --dtype fp32"
@@ -21,14 +21,14 @@ rows=()
 for c in "${cases[@]}"; do
   echo "== bench $c" >&2
   # shellcheck disable=SC2086
-  output=$(build/proxyattn bench $c --json "$@")
-  printf "%s\n" "$output" >&2
-  line=$(printf "%s\n" "$output" | tail -n 1)
+  result=$(build/proxyattn bench $c --json "$@")
+  printf "%s\n" "$result" >&2
+  line=$(printf "%s\n" "$result" | tail -n 1)
   rows+=("{\"args\": \"$c\", \"result\": $line}")
 done
 {
   echo "{\"cpu\": \"$cpu\", \"cores\": $(nproc), \"date\": \"$date\", \"commit\": \"$commit\", \"cases\": ["
   (IFS=,; echo "${rows[*]}")
   echo "]}"
-} >"$out"
-echo "wrote $out" >&2
+} >"$json"
+echo "wrote $json" >&2

@@ -1,4 +1,4 @@
-// proxyattn/config.h: the knobs of SPEC.md section 2, with their defaults.
+// proxyattn/config.h: the knobs of docs/SPEC.md section 2, with their defaults.
 #pragma once
 
 #include <cstdint>
@@ -8,7 +8,7 @@
 
 namespace proxyattn {
 
-/// \brief How the last query block of each head is ranked (SPEC.md stage 6).
+/// \brief How the last query block of each head is ranked (docs/SPEC.md stage 6).
 enum class LastBlockSelection : int {
   kExact = 0,  ///< by the head's own exact last-block mass a_h [deviation, default]
   kProxy = 1,  ///< by the group's proxy block scores, as the paper does
@@ -18,7 +18,7 @@ const char* to_string(LastBlockSelection mode);
 /// \brief Parses "exact" or "proxy"; throws Error on anything else.
 LastBlockSelection parse_last_block_selection(const std::string& name);
 
-/// \brief ProxyAttn configuration. Defaults follow SPEC.md section 2.
+/// \brief ProxyAttn configuration. Defaults follow docs/SPEC.md section 2.
 struct Config {
   /// max_budget_tokens that clamps nothing.
   static constexpr std::int64_t kUnbounded = std::numeric_limits<std::int64_t>::max();
@@ -38,7 +38,7 @@ struct Config {
   double forced_density = 0.0;        ///< benchmarks only: (0, 1], 0 = off
   float scale = 0.0f;                 ///< softmax scale; 0 = 1/sqrt(head_dim)
 
-  /// \brief Throws Error naming the first field out of range (SPEC.md section 6).
+  /// \brief Throws Error naming the first field out of range (docs/SPEC.md section 6).
   void validate() const;
   /// \brief Sequences of at most this many tokens run dense attention.
   std::int64_t dense_below() const;

@@ -1,4 +1,4 @@
-// proxyattn/plan.h: the block-sparse plan (SPEC.md stage 6) and where it lives in the workspace.
+// proxyattn/plan.h: the block-sparse plan (docs/SPEC.md stage 6) and where it lives in the workspace.
 //
 // For sequence i with nb_i = ceil(N_i / b) blocks, group j and query block m, the plan stores
 //   group_order : the m + 1 causal key blocks of row m, best first (one ranking per group);

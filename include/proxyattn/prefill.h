@@ -1,7 +1,7 @@
 // proxyattn/prefill.h: the op. One contract, two backends (CPU and CUDA), chosen by the tensors'
 // device.
 //
-// Operands (SPEC.md section 1), packed varlen, causal:
+// Operands (docs/SPEC.md section 1), packed varlen, causal:
 //   q   [total_tokens, num_qo_heads, head_dim]   unit stride on head_dim, other strides free
 //   k,v [total_tokens, num_kv_heads, head_dim]   same dtype and device as q
 //   out [total_tokens, num_qo_heads, head_dim]   same dtype as q

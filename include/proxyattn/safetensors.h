@@ -1,5 +1,5 @@
 // proxyattn/safetensors.h: a bounds-checked reader and writer for the safetensors format, and the
-// Q/K/V file contract of SPEC.md section 5.
+// Q/K/V file contract of docs/SPEC.md section 5.
 //
 // File layout (https://huggingface.co/docs/safetensors):
 //   [8 bytes]  header_size N, unsigned little-endian
@@ -72,7 +72,7 @@ std::vector<std::uint8_t> serialize(const File& file);
 /// \brief serialize(file), written to path.
 void write(const std::string& path, const File& file);
 
-// --- Q/K/V files (SPEC.md section 5) -------------------------------------------------------------
+// --- Q/K/V files (docs/SPEC.md section 5) -------------------------------------------------------------
 
 /// \brief A validated attention input: tensors "q", "k", "v" and optionally "cu_seqlens".
 struct QkvFile {

@@ -26,7 +26,7 @@ float load_element(const void* data, DType dtype, std::int64_t i);
 void convert_elements(const void* src, DType from, void* dst, DType to, std::int64_t count);
 
 /// \brief The only exception the library throws. Messages name the argument, its value and what
-/// was expected (SPEC.md section 6).
+/// was expected (docs/SPEC.md section 6).
 class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
@@ -71,7 +71,7 @@ struct CuSeqlens {
 struct Runtime {
   int num_threads = 0;
   void* stream = nullptr;
-  /// Opt-in (SPEC.md section 6): scan q, k and v for NaN or Inf before anything runs and throw
+  /// Opt-in (docs/SPEC.md section 6): scan q, k and v for NaN or Inf before anything runs and throw
   /// Error naming the first one. Without it, NaN/Inf propagate as dense attention would. On CUDA
   /// the scan copies the tensors to the host (synchronizes; for debugging, not for serving).
   bool check_finite = false;

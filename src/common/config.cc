@@ -1,4 +1,4 @@
-// src/common/config.cc: Config::validate and the derived quantities of SPEC.md section 2.
+// src/common/config.cc: Config::validate and the derived quantities of docs/SPEC.md section 2.
 #include "proxyattn/config.h"
 
 #include <algorithm>

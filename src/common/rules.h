@@ -1,4 +1,4 @@
-// src/common/rules.h: SPEC.md's small decision rules, written once and shared by the reference,
+// src/common/rules.h: docs/SPEC.md's small decision rules, written once and shared by the reference,
 // the CPU path and the CUDA kernels (host and device).
 #pragma once
 

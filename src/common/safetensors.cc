@@ -1,4 +1,4 @@
-// src/common/safetensors.cc: the safetensors reader and writer and the Q/K/V contract (SPEC.md
+// src/common/safetensors.cc: the safetensors reader and writer and the Q/K/V contract (docs/SPEC.md
 // section 5). Parsing reads the untrusted bytes only through bounds-checked offsets, checks every
 // number with overflow-checked arithmetic, and copies tensor data out with memcpy.
 #include "proxyattn/safetensors.h"

@@ -1,5 +1,5 @@
 // src/common/validate.h: the checks every public entry runs before it touches memory
-// (SPEC.md section 6). Each violation throws proxyattn::Error naming the argument, its value and
+// (docs/SPEC.md section 6). Each violation throws proxyattn::Error naming the argument, its value and
 // what was expected.
 #pragma once
 

@@ -25,7 +25,7 @@ reference::Operands operands_of(const Workload& w, const Output* out, float scal
 
 namespace {
 
-// The naive same-precision run's error against r (STYLE.md section 6's yardstick).
+// The naive same-precision run's error against r (docs/STYLE.md section 6's yardstick).
 OutputError naive_error(const Workload& w, std::int64_t block_size,
                         const std::vector<std::uint8_t>& mask, float scale, const Reference& r) {
   std::vector<std::uint8_t> naive;

@@ -1,4 +1,4 @@
-// src/oracle/conformance.cc: SPEC.md section 4, plan and output conformance against the reference.
+// src/oracle/conformance.cc: docs/SPEC.md section 4, plan and output conformance against the reference.
 #include "proxyattn/oracle/conformance.h"
 
 #include <algorithm>

@@ -1,5 +1,5 @@
-// src/oracle/reference.cc: SPEC.md section 3, stage by stage, in plain loops and double precision.
-// Never optimized: every fast path is tested against this file. Read it beside SPEC.md.
+// src/oracle/reference.cc: docs/SPEC.md section 3, stage by stage, in plain loops and double precision.
+// Never optimized: every fast path is tested against this file. Read it beside docs/SPEC.md.
 #include "proxyattn/oracle/reference.h"
 
 #include <algorithm>

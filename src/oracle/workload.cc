@@ -75,11 +75,11 @@ void fill_normal(Staging& s, std::uint64_t seed, float stddev) {
 // Structured attention, built into the logits scale * <q, k> (scale = 1/sqrt(d)):
 //   local decay: RoPE-like pairs cos/sin(w t) in the first quarter of the dims, so nearby keys
 //     score higher (several frequencies);
-//   sinks: the first 4 tokens of each sequence carry a shared direction every query has;
-//   vertical stripes: a few random key positions carry a second shared direction;
+//   sinks: the first 4 tokens of each sequence hold a shared direction every query has;
+//   vertical stripes: a few random key positions hold a second shared direction;
 //   head sharpness: query head h is scaled by a factor from 0.3 to 3, so heads range from flat
 //     (dense budgets) to sharp (small budgets);
-//   needles: 2 random keys per sequence carry their own direction, which the last query block of
+//   needles: 2 random keys per sequence hold their own direction, which the last query block of
 //     the sequence holds, so retrieval is needed.
 void add_structure(const WorkloadSpec& spec, const std::vector<std::int32_t>& cu, Staging& q,
                    Staging& k, std::vector<Needle>& needles) {

@@ -32,7 +32,7 @@ struct Quality {
   double recall = 1.0, recall_min_head = 1.0, rel_error = 0.0;
 };
 
-// SPEC.md section 4: recall over rows whose selection is incomplete, and the output error.
+// docs/SPEC.md section 4: recall over rows whose selection is incomplete, and the output error.
 Quality measure(const Inputs& in, const HostPlan& hp, const RunOutput& sparse, const RunOutput& dense) {
   const testing::Workload& w = in.host;
   const PlanLayout& l = hp.plan.layout;

@@ -1,6 +1,6 @@
 // tools/proxyattn/check.cc: `proxyattn check`, the backend against the double reference on the
-// same inputs: plan conformance and output conformance (SPEC.md section 4). The output tolerance
-// is STYLE.md's: 2x the error of a same-precision naive implementation, plus noise.
+// same inputs: plan conformance and output conformance (docs/SPEC.md section 4). The output tolerance
+// is docs/STYLE.md's: 2x the error of a same-precision naive implementation, plus noise.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>

@@ -1,4 +1,4 @@
-// tools/proxyattn/cli.h: shared pieces of the proxyattn command line (SPEC.md section 5).
+// tools/proxyattn/cli.h: shared pieces of the proxyattn command line (docs/SPEC.md section 5).
 #pragma once
 
 #include <CLI/CLI.hpp>

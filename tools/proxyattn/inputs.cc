@@ -49,7 +49,7 @@ void CommonOptions::add_to(CLI::App& app) {
   app.add_option("--threads", threads, "CPU threads (0: all hardware threads)")->capture_default_str();
   app.add_option("--seed", seed, "workload seed")->capture_default_str();
   app.add_flag("--json", json, "end stdout with one JSON object");
-  app.add_flag("--check-finite", check_finite, "reject NaN/Inf in q, k, v (SPEC.md section 6)");
+  app.add_flag("--check-finite", check_finite, "reject NaN/Inf in q, k, v (docs/SPEC.md section 6)");
   app.add_option("--seq-len", seq_len, "generated workload: tokens")->capture_default_str();
   app.add_option("--heads", heads, "generated workload: query heads")->capture_default_str();
   app.add_option("--kv-heads", kv_heads, "generated workload: KV heads")->capture_default_str();
@@ -57,7 +57,7 @@ void CommonOptions::add_to(CLI::App& app) {
   app.add_option("--workload", workload, "generated workload: random|structured")
       ->check(CLI::IsMember({"random", "structured", "ones", "arange"}))
       ->capture_default_str();
-  app.add_option("--input", input, "q/k/v from a safetensors file (SPEC.md section 5)")
+  app.add_option("--input", input, "q/k/v from a safetensors file (docs/SPEC.md section 5)")
       ->check(CLI::ExistingFile);
 }
 

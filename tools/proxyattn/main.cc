@@ -1,4 +1,4 @@
-// tools/proxyattn/main.cc: the `proxyattn` command line (SPEC.md section 5).
+// tools/proxyattn/main.cc: the `proxyattn` command line (docs/SPEC.md section 5).
 //   proxyattn bench  [flags]   dense and ProxyAttn timed on the same inputs
 //   proxyattn check  [flags]   the backend against the double reference
 //   proxyattn plan   [flags] [--png FILE] [--show-heads 0,1,2] [--density-png FILE]
@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
   bench->add_option("--repeats", repeats, "timed runs per stage (median)")
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  CLI::App* check = app.add_subcommand("check", "the backend against the reference (SPEC.md section 4)");
+  CLI::App* check = app.add_subcommand("check", "the backend against the reference (docs/SPEC.md section 4)");
   check_opts.add_to(*check);
   CLI::App* plan = app.add_subcommand("plan", "budgets and density per head, selected blocks");
   plan_opts.add_to(*plan);

@@ -14,7 +14,7 @@ struct Reference {
   std::vector<double> out;  // [total_tokens, num_qo_heads, head_dim]
   std::vector<double> lse;  // [num_qo_heads, total_tokens]
   OutputError naive;        // the same-precision naive implementation's error against out
-  /// STYLE.md's bound for this workload: naive_output_bound(naive, dtype).
+  /// docs/STYLE.md's bound for this workload: naive_output_bound(naive, dtype).
   double bound(DType dtype) const { return naive_output_bound(naive, dtype); }
 };
 Reference reference_attend(const Workload& w, std::int64_t block_size,

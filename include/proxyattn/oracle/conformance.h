@@ -1,4 +1,4 @@
-// proxyattn/oracle/conformance.h: SPEC.md section 4's conformance of a plan and of an output.
+// proxyattn/oracle/conformance.h: docs/SPEC.md section 4's conformance of a plan and of an output.
 #pragma once
 
 #include <cstdint>
@@ -19,7 +19,7 @@ struct PlanConformance {
 };
 
 /// \brief Rule 1 (budgets within the boundary margin) and rule 2 (swapped blocks within delta of
-/// the cut score) of SPEC.md section 4. plan must be a host plan (Plan::to_dense copies others).
+/// the cut score) of docs/SPEC.md section 4. plan must be a host plan (Plan::to_dense copies others).
 PlanConformance check_plan(const std::vector<reference::SeqPlan>& ref, const Plan& plan,
                            const Config& config, double delta = 1e-3);
 
@@ -42,12 +42,12 @@ OutputError compare_output(const reference::Operands& operands, const std::vecto
 /// naive run to compare with (2e-5 fp32, 1.6e-2 bf16, 2e-3 fp16).
 double output_tolerance(DType dtype, std::int64_t head_dim);
 
-/// \brief STYLE.md section 6's bound: 2x the relative error of the same-precision naive
+/// \brief docs/STYLE.md section 6's bound: 2x the relative error of the same-precision naive
 /// implementation (reference::naive_attend against the double reference) plus noise (1e-6 for
 /// fp32, 1e-4 for 16-bit).
 double naive_output_bound(const OutputError& naive, DType dtype);
 
-/// \brief STYLE.md section 6's pass rule: no NaN/Inf where the reference is finite, LSE within
+/// \brief docs/STYLE.md section 6's pass rule: no NaN/Inf where the reference is finite, LSE within
 /// 1e-3, and rel_error <= bound, or for 16-bit dtypes within the floor (max abs <= 1e-2 and mean
 /// abs <= 1e-3).
 bool output_conforms(const OutputError& ours, double bound, DType dtype);

@@ -51,7 +51,7 @@ Plan to_plan(const std::vector<SeqPlan>& seqs, const ProblemShape& shape, const 
 void attend(const Operands& operands, std::int64_t block_size, const std::vector<std::uint8_t>& mask,
             std::vector<double>& out, std::vector<double>& lse);
 
-/// \brief The same-precision naive attention of STYLE.md's tolerance rule: fp32 scores and a
+/// \brief The same-precision naive attention of docs/STYLE.md's tolerance rule: fp32 scores and a
 /// two-pass softmax (not online), P rounded to the input dtype before P.V, fp32 accumulation, O
 /// rounded to the dtype. Its error against attend() is the yardstick a fast path is held to.
 /// \param out [total_tokens, num_qo_heads, head_dim] in the problem's dtype (contiguous bytes)

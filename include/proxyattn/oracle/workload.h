@@ -72,7 +72,7 @@ struct Output {
 };
 Output make_output(const Workload& w);
 
-/// \brief SPEC.md section 4's random masks as a user-built plan (g = num_kv_heads): row m keeps
+/// \brief docs/SPEC.md section 4's random masks as a user-built plan (g = num_kv_heads): row m keeps
 /// min(m + 1, max(2, ceil(density (m + 1)))) blocks: sink, diagonal, then a random order seeded
 /// by (seed, kv head, m). The plan lives in `workspace` (workspace_size with g = num_kv_heads).
 Plan random_mask_plan(const ProblemShape& shape, int block_size, double density,

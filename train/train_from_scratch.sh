@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Device call 1 (one GPU): GPU dry run, training, export, quick dense eval, HF check, head budgets, Q/K/V dumps.
-# Run from the repo root on the device with data/build/{train.txt.gz,heldout.txt} carried:
-#   SECS=400 bash train/device_call1.sh
-# Back under $OUT: model.safetensors, config.json (HF Llama layout) and results.tgz (logs, summaries, dumps).
+# Trains the model from scratch on one GPU (phase 1): GPU dry run, time-budgeted training, export,
+# quick dense eval, HF check, head budgets, Q/K/V dumps. Needs data/build/{train.txt.gz,heldout.txt}
+# (scripts/make_corpus.sh) and runs from the repo root:
+#   SECS=400 DEST=/tmp/out bash train/train_from_scratch.sh
+# Writes to $DEST: model.safetensors, config.json (HF Llama layout) and results.tgz (logs,
+# summaries, dumps).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 NAME=${NAME:-pa-tiny-8k}
 SECS=${SECS:-400}
-OUT=${OUT:-/tmp/out}
+DEST=${DEST:-/tmp/out}
 M=/tmp/$NAME
 R=/tmp/results
-mkdir -p "$M" "$R/qkv" "$OUT"
+mkdir -p "$M" "$R/qkv" "$DEST"
 TOKM=models/$NAME/tokenizer.model
-pack() { tar czf "$OUT/results.tgz" -C /tmp results; }
+pack() { tar czf "$DEST/results.tgz" -C /tmp results; }
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$R/gpu.txt"
 python3 -c "import torch,transformers;print('torch',torch.__version__,'transformers',transformers.__version__)" | tee -a "$R/gpu.txt"
 
@@ -25,11 +27,11 @@ echo "dry run ok"
 python3 train/train.py --corpus data/build/train.txt.gz --tokenizer "$TOKM" --out "$M" --seconds "$SECS" 2>&1 \
   | tee "$R/train.log" | grep --line-buffered -E '"step": ([0-9]*[05]00|1),|^haystack|^params|"steps"' | cut -c1-700
 cp "$TOKM" "$M/"
-cp "$M/model.safetensors" "$M/config.json" "$OUT/" || exit 1
+cp "$M/model.safetensors" "$M/config.json" "$DEST/" || exit 1
 cp "$M/train_log.jsonl" "$M/train_info.json" "$R/" 2>/dev/null
 pack
 
-# 3. quick dense eval (the full one, 500 per cell, is device_call2.sh)
+# 3. quick dense eval (the full one, 500 per cell, is continue_training.sh)
 python3 eval/generate.py --haystack data/build/heldout.txt --tokenizer "$TOKM" --lengths 4096,8192 --n 60 \
   --out /tmp/quick.jsonl
 python3 eval/evaluate.py --model "$M" --summary "$R/quick_summary.json" --out "$R/quick_results.jsonl" /tmp/quick.jsonl
@@ -51,4 +53,4 @@ pack
 # 5. Hugging Face check: from_pretrained, logits against train/model.py, HF greedy generation
 python3 train/check_hf.py "$M" /tmp/quick.jsonl 3 2>&1 | grep -v Warning | cut -c1-400 | tee "$R/hf_check.log"
 pack
-ls -la "$OUT"
+ls -la "$DEST"

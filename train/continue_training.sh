@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Device call 2+ (one GPU): continue training from models/$NAME (the committed weights) with a multi-key-heavy
-# mix, then per-head budgets, Q/K/V dumps and the full dense evaluation (500 prompts per task and length).
-# Run from the repo root with data/build/{train.txt.gz,heldout.txt} carried: SECS=160 bash train/device_call2.sh
+# Continues training on one GPU (phases 2 and 3) from models/$NAME (the committed weights) with a
+# multi-key-heavy mix, then per-head budgets, Q/K/V dumps and the full dense evaluation (500 prompts
+# per task and length). Needs data/build/{train.txt.gz,heldout.txt} and runs from the repo root:
+#   SECS=160 DEST=/tmp/out bash train/continue_training.sh
 # Phase 2 used the defaults below; phase 3 overrode LR, MIX and CURRIC (see the model card).
 # LAYERS=3,7 fixes the dumped layers (default: the lowest and highest mean budget).
-# DUMP_LONG=<tokens> also writes a long dump of the same layers to $OUT (benchmark data, not committed).
+# DUMP_LONG=<tokens> also writes a long dump of the same layers to $DEST (benchmark data, not committed).
 set -uo pipefail
 export PYTHONUNBUFFERED=1
 NAME=${NAME:-pa-tiny-8k}
@@ -13,13 +14,13 @@ PHASE=${PHASE:-2}
 LR=${LR:-1e-3}
 MIX=${MIX:-niah_multikey=0.5,niah_single=0.1,niah_multivalue=0.1,vt=0.1,cwe=0.05,lm=0.15}
 CURRIC=${CURRIC:-0:1024;0.35:2048;0.6:4096/8192;0.8:8192/8192/4096}
-OUT=${OUT:-/tmp/out}
+DEST=${DEST:-/tmp/out}
 M=/tmp/$NAME
 R=/tmp/results
-mkdir -p "$M" "$R/qkv" "$OUT"
+mkdir -p "$M" "$R/qkv" "$DEST"
 TOKM=models/$NAME/tokenizer.model
 H=data/build/heldout.txt
-pack() { tar czf "$OUT/results.tgz" -C /tmp results; }
+pack() { tar czf "$DEST/results.tgz" -C /tmp results; }
 nvidia-smi --query-gpu=name --format=csv,noheader | tee "$R/gpu.txt"
 # evaluation prompts, on the CPU while the GPU trains
 ( python3 eval/generate.py --haystack $H --tokenizer "$TOKM" --tasks niah_single,niah_multikey --lengths 4096,8192 \
@@ -33,7 +34,7 @@ python3 train/train.py --corpus data/build/train.txt.gz --tokenizer "$TOKM" --ou
   --seconds "$SECS" --lr "$LR" --warmup 30 --answer-weight 2 --mix "$MIX" --curriculum "$CURRIC" 2>&1 \
   | tee "$R/train$PHASE.log" | grep --line-buffered -E '"step": ([0-9]*[05]00|1),|^haystack|^init|"steps"' | cut -c1-600
 cp "$TOKM" "$M/"
-cp "$M/model.safetensors" "$M/config.json" "$OUT/" || exit 1
+cp "$M/model.safetensors" "$M/config.json" "$DEST/" || exit 1
 cp "$M/train_log.jsonl" "$R/train${PHASE}_log.jsonl"; cp "$M/train_info.json" "$R/train${PHASE}_info.json"
 pack
 wait $GEN
@@ -47,7 +48,7 @@ python3 train/dump_qkv.py --model "$M" --haystack $H --layers "$LAYERS" --task n
   --target-length 2056 --out-dir "$R/qkv" --name "$NAME"
 if [[ -n "${DUMP_LONG:-}" ]]; then
   python3 train/dump_qkv.py --model "$M" --haystack $H --layers "$LAYERS" --task niah_multikey \
-    --target-length "$DUMP_LONG" --out-dir /tmp/qkvlong --name "$NAME-${DUMP_LONG}" && cp /tmp/qkvlong/*.safetensors "$OUT/"
+    --target-length "$DUMP_LONG" --out-dir /tmp/qkvlong --name "$NAME-${DUMP_LONG}" && cp /tmp/qkvlong/*.safetensors "$DEST/"
 fi
 pack
 python3 eval/evaluate.py --model "$M" --batch-tokens 1048576 --summary "$R/summary_a.json" --out "$R/results_a.jsonl" /tmp/eval_a.jsonl
@@ -56,4 +57,4 @@ python3 eval/evaluate.py --model "$M" --batch-tokens 1048576 --summary "$R/summa
 pack
 python3 train/check_hf.py "$M" /tmp/eval_a.jsonl 2 2>&1 | grep -v Warning | cut -c1-300 | tee "$R/hf_check.log"
 pack
-ls -la "$OUT"
+ls -la "$DEST"
