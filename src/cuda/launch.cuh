@@ -83,7 +83,7 @@ CUtensorMap head_major_map(const void* data, int head_dim, std::int64_t heads, s
 /// blocks only.
 template <typename T, int kHeadDim, int kStages, bool kPingPong, bool kPersistent>
 void launch_attend_sm90(const AttendParams& p, int grid_rows, cudaStream_t stream) {
-  using Traits = AttendSm90Traits<kHeadDim, kStages>;
+  using Traits = AttendSm90Traits<kHeadDim, kStages, kPersistent ? 2 : 1>;
   AttendSm90Params pp;
   pp.attend = p;
   pp.num_tiles = p.num_qo_heads * grid_rows;

@@ -44,14 +44,16 @@ struct AttendTraits {
 };
 
 /// \brief Tile constants of the sm_90a attention (query block and key tile both 128).
-/// | head_dim | smem: Q + kStages x (K + V)      |
-/// |----------|----------------------------------|
-/// | 64       | 16 KiB + kStages x 32 KiB        |
-/// | 128      | 32 KiB + kStages x 64 KiB (3 stages: 224 KiB) |
-template <int kHeadDim_, int kStages_>
+/// | head_dim | smem: kQBuffers x Q + kStages x (K + V)                               |
+/// |----------|-----------------------------------------------------------------------|
+/// | 64       | 16 KiB per Q + kStages x 32 KiB                                       |
+/// | 128      | 32 KiB per Q + kStages x 64 KiB (2 Q, 2 stages: 192 KiB; 1 Q, 3: 224) |
+/// Two Q buffers (the persistent form) let the next tile's Q load during this tile.
+template <int kHeadDim_, int kStages_, int kQBuffers_ = 1>
 struct AttendSm90Traits {
   static constexpr int kHeadDim = kHeadDim_;
   static constexpr int kStages = kStages_;
+  static constexpr int kQBuffers = kQBuffers_;
   static constexpr int kBlock = 128;
   static constexpr int kConsumers = 2;
   static constexpr int kThreads = 128 * (1 + kConsumers);
@@ -60,11 +62,12 @@ struct AttendSm90Traits {
   static constexpr int kTileBytes = kPanels * kPanelBytes;
   static constexpr int kBarrierBytes = 256;
   static constexpr std::size_t kSmemBytes =
-      static_cast<std::size_t>(kTileBytes) * (1 + 2 * kStages) + kBarrierBytes + 1024;
+      static_cast<std::size_t>(kTileBytes) * (kQBuffers + 2 * kStages) + kBarrierBytes + 1024;
   static constexpr int kProducerRegs = 24;
   static constexpr int kConsumerRegs = 240;
   static_assert(kHeadDim == 64 || kHeadDim == 128, "head_dim 64 or 128");
   static_assert(kSmemBytes <= 232448, "shared memory over the sm_90 limit");
+  static_assert(8 * (4 * kStages + 6) <= kBarrierBytes, "mbarriers must fit kBarrierBytes");
   static_assert(kProducerRegs + kConsumers * kConsumerRegs <= 3 * 168, "register budget");
 };
 

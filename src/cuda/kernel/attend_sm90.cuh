@@ -59,7 +59,8 @@ template <typename T, int kHeadDim, int kStages, bool kPingPong, bool kPersisten
 __global__ void __launch_bounds__(384, 1)
     attend_sm90_kernel(const __grid_constant__ AttendSm90Params pp) {
 #ifdef PROXYATTN_SM90A
-  using Traits = AttendSm90Traits<kHeadDim, kStages>;
+  using Traits = AttendSm90Traits<kHeadDim, kStages, kPersistent ? 2 : 1>;
+  constexpr int kQBuffers = Traits::kQBuffers;
   using namespace hopper;
   constexpr int kPanelBytes = Traits::kPanelBytes;
   constexpr int kTileBytes = Traits::kTileBytes;
@@ -69,18 +70,20 @@ __global__ void __launch_bounds__(384, 1)
   const std::uint32_t raw = smem_u32(smem_raw);
   const std::uint32_t base = (raw + 1023u) & ~1023u;  // 1024-byte aligned (128B swizzle atoms)
   unsigned char* smem = smem_raw + (base - raw);
-  const std::uint32_t sQ = base;
-  auto sK = [&](int s) { return base + static_cast<std::uint32_t>(kTileBytes * (1 + s)); };
+  auto sQ = [&](int b) { return base + static_cast<std::uint32_t>(kTileBytes * b); };
+  auto sK = [&](int s) { return base + static_cast<std::uint32_t>(kTileBytes * (kQBuffers + s)); };
   auto sV = [&](int s) {
-    return base + static_cast<std::uint32_t>(kTileBytes * (1 + kStages + s));
+    return base + static_cast<std::uint32_t>(kTileBytes * (kQBuffers + kStages + s));
   };
-  const std::uint32_t bars = base + kTileBytes * (1 + 2 * kStages);
-  const std::uint32_t q_full = bars;
+  const std::uint32_t bars = base + kTileBytes * (kQBuffers + 2 * kStages);
+  // Barriers (8 bytes each): q_full(0), k_full, v_full, k_empty, v_empty [kStages], q_empty(0),
+  // tile_full, tile_empty, q_full(1), q_empty(1).
+  auto q_full = [&](int b) { return bars + 8u * (b == 0 ? 0 : 4 * kStages + 4); };
   auto k_full = [&](int s) { return bars + 8u * (1 + s); };
   auto v_full = [&](int s) { return bars + 8u * (1 + kStages + s); };
   auto k_empty = [&](int s) { return bars + 8u * (1 + 2 * kStages + s); };
   auto v_empty = [&](int s) { return bars + 8u * (1 + 3 * kStages + s); };
-  const std::uint32_t q_empty = bars + 8u * (1 + 4 * kStages);
+  auto q_empty = [&](int b) { return bars + 8u * (b == 0 ? 1 + 4 * kStages : 4 * kStages + 5); };
   const std::uint32_t tile_full = bars + 8u * (2 + 4 * kStages);
   const std::uint32_t tile_empty = bars + 8u * (3 + 4 * kStages);
 
@@ -118,8 +121,11 @@ __global__ void __launch_bounds__(384, 1)
   };
 
   if (tid == 0) {
-    mbar_init(q_full, 1);
-    mbar_init(q_empty, Traits::kConsumers);
+#pragma unroll
+    for (int b = 0; b < kQBuffers; ++b) {
+      mbar_init(q_full(b), 1);
+      mbar_init(q_empty(b), Traits::kConsumers);
+    }
     mbar_init(tile_full, 1);
     mbar_init(tile_empty, 128 * Traits::kConsumers);
 #pragma unroll
@@ -188,13 +194,17 @@ __global__ void __launch_bounds__(384, 1)
       // waits behind a V stage that P V still reads; K_0 goes before Q, which waits for the
       // previous tile's epilogue.
       int next_block = load_k(0);
-      if (q_uses > 0) mbar_wait(q_empty, static_cast<std::uint32_t>(q_uses - 1) & 1u);
+      // Q use u goes to buffer u % kQBuffers once the consumers released its use u - kQBuffers.
+      const int qb = q_uses % kQBuffers;
+      if (q_uses >= kQBuffers) {
+        mbar_wait(q_empty(qb), static_cast<std::uint32_t>(q_uses / kQBuffers - 1) & 1u);
+      }
       ++q_uses;
-      mbar_arrive_expect_tx(q_full, kTileBytes);
+      mbar_arrive_expect_tx(q_full(qb), kTileBytes);
 #pragma unroll
       for (int c = 0; c < Traits::kPanels; ++c) {
-        tma_load_3d(sQ + c * kPanelBytes, &pp.q_map, q_full, c * 64, w.head, token0 + w.m * 128,
-                    keep);
+        tma_load_3d(sQ(qb) + c * kPanelBytes, &pp.q_map, q_full(qb), c * 64, w.head,
+                    token0 + w.m * 128, keep);
       }
       for (int j = 0; j < n; ++j) {
         const int key_block = next_block;
@@ -243,6 +253,7 @@ __global__ void __launch_bounds__(384, 1)
     const Tile w = tile_at(t);
     const int n = w.plan.count;
     const int m = w.m;
+    const int qb = q_uses % kQBuffers;  // this tile's Q buffer (used only when n > 0)
     const int q_pos0 =
         m * 128 + 64 * cons + wrow;  // the thread's first query, local to the sequence
 
@@ -255,7 +266,7 @@ __global__ void __launch_bounds__(384, 1)
     if (n > 0) {
       float rS[64];
       std::uint32_t rP[8][4];
-      const std::uint64_t q_desc = make_desc(sQ + 64 * cons * 128, 0, 1024);
+      const std::uint64_t q_desc = make_desc(sQ(qb) + 64 * cons * 128, 0, 1024);
       // S = Q K^T: head_dim / 16 k-steps; step kk reads panel kk / 4 at byte offset 32 (kk % 4).
       auto issue_qk = [&](int s) {
         const std::uint64_t k_desc = make_desc(sK(s), 0, 1024);
@@ -338,7 +349,7 @@ __global__ void __launch_bounds__(384, 1)
       };
 
       if (cons == 1) turn_pass(false);  // pre-arrive for consumer 0 (only when kPingPong)
-      mbar_wait(q_full, static_cast<std::uint32_t>(q_uses) & 1u);
+      mbar_wait(q_full(qb), static_cast<std::uint32_t>(q_uses / kQBuffers) & 1u);
 
       // Prologue: S_0, its softmax, P_0.
       int s = ring % kStages;
@@ -428,7 +439,7 @@ __global__ void __launch_bounds__(384, 1)
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
           const int tile_row = 64 * cons + wrow + 8 * r;
-          const int offset = (jj / 8) * kPanelBytes + tile_row * 128 +
+          const int offset = qb * kTileBytes + (jj / 8) * kPanelBytes + tile_row * 128 +
                              (((jj % 8) ^ (tile_row % 8)) << 4) + 4 * (lane % 4);
           *reinterpret_cast<std::uint32_t*>(smem + offset) =
               ElemTraits<T>::pack(rO[4 * jj + 2 * r] * inv[r], rO[4 * jj + 2 * r + 1] * inv[r]);
@@ -443,15 +454,15 @@ __global__ void __launch_bounds__(384, 1)
       const int chunk = idx % kChunks;
       const int query = m * 128 + tile_row;
       if (query < len) {
-        const int offset =
-            (chunk / 8) * kPanelBytes + tile_row * 128 + (((chunk % 8) ^ (tile_row % 8)) << 4);
+        const int offset = qb * kTileBytes + (chunk / 8) * kPanelBytes + tile_row * 128 +
+                           (((chunk % 8) ^ (tile_row % 8)) << 4);
         *reinterpret_cast<uint4*>(gO + query * p.o_stride_n + chunk * 8) =
             n > 0 ? *reinterpret_cast<const uint4*>(smem + offset) : make_uint4(0, 0, 0, 0);
       }
     }
     if (n > 0) {
       bar_sync(3 + cons, 128);  // every thread of the consumer has read its O rows
-      if (ctid == 0) mbar_arrive(q_empty);
+      if (ctid == 0) mbar_arrive(q_empty(qb));
       ++q_uses;
     }
   }  // tiles
