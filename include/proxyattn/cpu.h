@@ -29,8 +29,10 @@ CpuInfo cpu_info();
 /// \brief Measured AVX-512 peak in GFLOP/s for the instruction the dtype's kernel multiplies with:
 /// vdpbf16ps (64 FLOP per zmm instruction) for bf16 where AVX512-BF16 exists, else fp32 FMA
 /// (32 FLOP per zmm). `threads` loops of 24 independent register accumulators run at once for
-/// `seconds` each after a warm-up, and their rates are summed. 0 without AVX-512. Throws Error
-/// for threads < 1 or a thread the machine cannot start.
+/// `seconds` of each thread's CPU time after a warm-up, and their rates (FLOP per second of
+/// thread CPU time, which equals wall time on an otherwise idle machine and is not lowered by
+/// other work sharing the cores) are summed. 0 without AVX-512. Throws Error for threads < 1 or a
+/// thread the machine cannot start.
 double cpu_peak_gflops(DType dtype, int threads, double seconds = 0.3);
 
 /// \brief Measured AMX peak (tdpbf16ps, 16 x 16 x 32 per instruction) in GFLOP/s over `threads`

@@ -119,10 +119,12 @@ inline void store_row(const float* acc, float m, float l, int d, bool bf16, void
   if (lse != nullptr) *lse = empty ? kNegInf : m * kLn2 + logf(l);
 }
 
-// Monotonic seconds (clock_gettime: no inline library templates in ISA units).
+// Seconds of CPU time of the calling thread (clock_gettime: no inline library templates in ISA
+// units). The peak loops divide by this, so a machine shared with other work does not lower the
+// measured peak (on an idle machine it equals wall time).
 inline double now_seconds() {
   timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
