@@ -11,13 +11,15 @@
 // Run:   cp -r fuzz/config_corpus /tmp/config_corpus && ./build-fuzz/model_config_fuzz
 //              -max_total_time=30 /tmp/config_corpus fuzz/config_corpus
 //
-// The parser's source is compiled into this file so that it carries the fuzzer's coverage
-// instrumentation (as fuzz/safetensors_fuzz.cc does for its parser).
+// A PROXYATTN_BUILD_FUZZ build compiles the library and the runner with the fuzzer's coverage
+// instrumentation (-fsanitize=fuzzer-no-link), so this target links proxyattn_runner.
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <string>
 
-#include "src/runner/model.cc"
+#include "proxyattn/runner/model.h"
+#include "proxyattn/types.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   namespace r = proxyattn::runner;

@@ -10,12 +10,14 @@
 //              /tmp/st_corpus fuzz/corpus
 // (libFuzzer adds new inputs to the first directory, hence the copy.)
 //
-// The parser's source is compiled into this file so that it carries the fuzzer's coverage
-// instrumentation; the library target is built without it. Every symbol of safetensors.cc is then
-// defined here, so the linker takes nothing of it from libproxyattn.a.
+// A PROXYATTN_BUILD_FUZZ build compiles the whole library with the fuzzer's coverage
+// instrumentation (-fsanitize=fuzzer-no-link), so this target links libproxyattn as any user does.
+#include <cstdint>
 #include <cstdlib>
+#include <vector>
 
-#include "common/safetensors.cc"
+#include "proxyattn/safetensors.h"
+#include "proxyattn/types.h"
 
 namespace {
 
