@@ -9,6 +9,8 @@
 //   Sparse/<dtype>/<N>/<density %>         forced random block masks, 2 threads
 #include <benchmark/benchmark.h>
 
+#include <time.h>
+
 #include <cmath>
 #include <cstdint>
 #include <map>
@@ -47,13 +49,26 @@ const proxyattn::testing::Workload& workload(DType dtype, std::int64_t n) {
   return it->second;
 }
 
-void report(benchmark::State& state, double flop, DType dtype, int threads) {
+double process_cpu_seconds() {
+  timespec ts;
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
+}
+
+// GFLOPs: useful FLOP per wall second. GFLOPs_cpu: useful FLOP per (process CPU seconds /
+// threads), the rate the cores reached while they ran (on a machine shared with other work the
+// wall rate drops, this one does not; it ignores idle tails of the thread pool). peak_GFLOPs:
+// cpu_peak_gflops for the dtype and thread count (per thread CPU second, summed); share_cpu =
+// GFLOPs_cpu / peak_GFLOPs.
+void report(benchmark::State& state, double flop, DType dtype, int threads, double cpu_s) {
   state.counters["GFLOPs"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  const double iters = static_cast<double>(state.iterations());
+  const double rate_cpu = flop * iters / (cpu_s / threads) * 1e-9;
   const double p = peak(dtype, threads);
+  state.counters["GFLOPs_cpu"] = rate_cpu;
   state.counters["peak_GFLOPs"] = p;
+  state.counters["share_cpu"] = p > 0 ? rate_cpu / p : 0.0;
   state.SetLabel(proxyattn::cpu_info().isa);
-  // Share of peak: rate / peak, computed by the reader from the two counters (Google Benchmark
-  // rates are finalized after the loop).
 }
 
 void BM_Peak(benchmark::State& state) {
@@ -76,14 +91,15 @@ void BM_Dense(benchmark::State& state) {
   const int threads = static_cast<int>(state.range(2));
   const auto& w = workload(dtype, n);
   proxyattn::testing::Output out = proxyattn::testing::make_output(w);
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     proxyattn::dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), out.o_view, &out.lse_view,
                      0.0f, proxyattn::Runtime{threads});
   }
-  report(state, causal_flop(n), dtype, threads);
+  report(state, causal_flop(n), dtype, threads, process_cpu_seconds() - cpu0);
 }
 BENCHMARK(BM_Dense)
-    ->ArgsProduct({{0, 1}, {4096, 8192}, {1, 2}})
+    ->ArgsProduct({{0, 1}, {4096, 8192, 16384}, {1, 2}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -95,6 +111,7 @@ void BM_Sparse(benchmark::State& state) {
   proxyattn::testing::Buffer ws;
   const proxyattn::Plan plan = proxyattn::testing::random_mask_plan(w.shape(), 128, density, 3, ws);
   proxyattn::testing::Output out = proxyattn::testing::make_output(w);
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     proxyattn::attend(w.q_view(), w.k_view(), w.v_view(), plan, out.o_view, &out.lse_view,
                       proxyattn::Runtime{2});
@@ -102,7 +119,7 @@ void BM_Sparse(benchmark::State& state) {
   double realized = 0.0;  // mean over heads of the selected share of causal blocks
   for (std::int64_t h = 0; h < kHeads; ++h) realized += plan.density[h] / kHeads;
   state.counters["density"] = realized;
-  report(state, causal_flop(n) * realized, dtype, 2);
+  report(state, causal_flop(n) * realized, dtype, 2, process_cpu_seconds() - cpu0);
 }
 BENCHMARK(BM_Sparse)
     ->ArgsProduct({{1}, {8192}, {100, 30, 10, 5}})
