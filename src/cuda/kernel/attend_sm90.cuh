@@ -1,8 +1,10 @@
 // src/cuda/kernel/attend_sm90.cuh: block-sparse causal flash attention (stage 7, docs/SPEC.md) for
 // sm_90a: TMA tile loads on mbarriers, wgmma for S = Q K^T and O += P V, warp specialization.
 //
-// One CTA per (query head, query block m of 128 rows), 384 threads in three warpgroups:
-//   warpgroup 0  producer: one thread loads Q once, then the K and V tiles (128 keys x head_dim)
+// A CTA of 384 threads in three warpgroups serves (query head, query block m of 128 rows) tiles:
+// one per CTA, or (kPersistent) one CTA per SM takes tiles from a counter, longest rows first,
+// with two Q buffers so that the next tile's Q loads during this one.
+//   warpgroup 0  producer: one thread loads the tile's Q, then the K and V tiles (128 keys x D)
 //                of the plan row's key blocks, in plan order, into rings of kStages stages
 //                (full/empty mbarriers per stage, K and V apart so that a K stage frees as soon
 //                as its S is computed); it keeps 24 registers (setmaxnreg).
