@@ -4,7 +4,7 @@
 Usage: /usr/bin/python3 bench/plot_cuda.py bench/results/cuda-2026-11-28-h200.json [out.png]
 Needs matplotlib (Debian: python3-matplotlib). Writes <input>.png by default: for each shape, the
 full pipeline's speedup over SDPA flash and SDPA cuDNN against sequence length, one line per
-forced density, and our dense mode against SDPA flash. Rows come from the file's top-level `rows`
+forced density, and our dense mode against SDPA flash and cuDNN. Rows come from the file's top-level `rows`
 and, for shapes or lengths they lack, from `supplementary_runs` and then `earlier_runs` (their
 commits are named in each panel's title).
 """
@@ -54,6 +54,10 @@ def main():
         ax.plot([n // 1024 for n, _ in dense],
                 [v[0]["sdpa_flash_ms"] / v[0]["proxyattn_ms"] for _, v in dense], "k^:",
                 label="our dense vs SDPA flash")
+        cudnn = [(n, v) for n, v in dense if v[0].get("sdpa_cudnn_ms")]
+        ax.plot([n // 1024 for n, _ in cudnn],
+                [v[0]["sdpa_cudnn_ms"] / v[0]["proxyattn_ms"] for _, v in cudnn], "kv--",
+                label="our dense vs SDPA cuDNN")
         commits = sorted({v[1] for k, v in table.items() if k[0] == shape})
         ax.set_xscale("log", base=2)
         ax.set_yscale("log", base=2)
