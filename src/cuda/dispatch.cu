@@ -158,10 +158,28 @@ KernelFamily attend_kernel_for(DType dtype, std::int64_t head_dim, int block_siz
   return choose_attend_kernel(dtype, head_dim, block_size).family;
 }
 
+namespace {
+
+/// The sm_90a kernel's TMA descriptors view q, k and v as (head_dim, heads, tokens), strides
+/// growing outward; a tensor whose head stride exceeds its token stride (a [heads, tokens,
+/// head_dim] view, say) runs on the sm_80 kernel instead, which takes any strides.
+bool tma_layout_ok(const AttendParams& p) {
+  auto ok = [](std::int64_t heads, std::int64_t stride_h, std::int64_t stride_n) {
+    return heads <= 1 || stride_h <= stride_n;
+  };
+  return ok(p.num_qo_heads, p.q_stride_h, p.q_stride_n) &&
+         ok(p.num_kv_heads, p.k_stride_h, p.k_stride_n) &&
+         ok(p.num_kv_heads, p.v_stride_h, p.v_stride_n);
+}
+
+}  // namespace
+
 void dispatch_attend(DType dtype, std::int64_t head_dim, int block_size, const AttendParams& p,
                      int grid_rows, void* stream) {
-  const AttendChoice choice =
-      choose_attend_kernel(dtype, head_dim, block_size, p.group_order != nullptr);
+  AttendChoice choice = choose_attend_kernel(dtype, head_dim, block_size, p.group_order != nullptr);
+  if (choice.family == KernelFamily::kSm90Wgmma && !tma_layout_ok(p)) {
+    choice.family = KernelFamily::kSm80Mma;
+  }
   dispatch_dtype_head_dim(dtype, head_dim, [&](auto tag, auto hd) {
     using T = typename decltype(tag)::type;
     constexpr int kHeadDim = decltype(hd)::value;

@@ -42,6 +42,8 @@ struct AttendChoice {
 /// kernel. The environment variable PROXYATTN_CUDA_ATTEND overrides the choice for tests and
 /// benchmarks: "sm80" (the portable kernel), "sm90" (the default sm_90a form), "sm90_one_tile",
 /// "sm90_persistent", "sm90_more_stages", "sm90_pingpong" (where the sm_90a kernel applies).
+/// Stage 7 launches (dispatch_attend) also keep the sm_80 kernel for q/k/v layouts whose head
+/// stride exceeds the token stride (the sm_90a kernel's TMA descriptors want them the other way).
 /// \param has_plan whether the call walks a plan (else dense attention)
 AttendChoice choose_attend_kernel(DType dtype, std::int64_t head_dim, int block_size,
                                   bool has_plan = true);
