@@ -5,7 +5,8 @@
 //   runs to one space, trimmed) not preceded or followed by a letter or digit; a prompt is correct
 //   when every answer is found; 95% Wilson intervals per (task, length, attention) cell.
 // Writes DIR/eval.json (the summary), DIR/eval-outputs.jsonl (one line per prompt and mode) and
-// DIR/eval.png (accuracy and attention time against length).
+// DIR/eval.png (accuracy and attention time against length). eval-outputs.jsonl is rewritten
+// (atomically) after every prompt, so an interrupted run keeps what it measured.
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -229,6 +230,8 @@ int run_eval(const EvalOptions& o) {
                    {"density", g.prefill.density}};
       lines += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
+    // The outputs so far, replaced whole after every prompt: an interrupted run keeps them.
+    write_file_atomic(o.out_dir + "/eval-outputs.jsonl", lines);
   }
   model_progress("");
 
@@ -344,7 +347,6 @@ int run_eval(const EvalOptions& o) {
     j["proxy_config"] = cfg;
   }
   const std::string text = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-  write_file_atomic(o.out_dir + "/eval-outputs.jsonl", lines);
   write_line_figure(o.out_dir + "/eval.png", "proxyattn eval: " + clip(o.model.model_dir, 60),
                     {acc_panel, time_panel});
   write_file_atomic(o.out_dir + "/eval.json", text);
