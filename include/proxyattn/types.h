@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -31,6 +32,17 @@ class Error : public std::runtime_error {
  public:
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
+
+/// \brief An Error whose message is "proxyattn: " and the streamed arguments: how code outside the
+/// library (the CLI, the Python binding, the model runner) words its errors as the library does,
+/// e.g. `throw error_of("gamma = ", g, ", expected 0 < gamma <= 1")`.
+template <typename... Args>
+Error error_of(const Args&... args) {
+  std::ostringstream os;
+  os << "proxyattn: ";
+  (os << ... << args);
+  return Error(os.str());
+}
 
 /// \brief A non-owning view of a strided tensor of rank <= 4. Strides count elements.
 struct TensorView {

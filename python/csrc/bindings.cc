@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
-#include <sstream>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -61,10 +60,7 @@ namespace {
 /// \brief Throws proxyattn::Error with the streamed message (surfaces as proxyattn.Error).
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
-  std::ostringstream os;
-  os << "proxyattn: ";
-  (os << ... << args);
-  throw Error(os.str());
+  throw error_of(args...);
 }
 
 /// \brief fail(args...) unless ok.
