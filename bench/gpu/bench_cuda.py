@@ -9,7 +9,8 @@ build-gpu/libproxyattn_capi.so):
   ... --kinds dense,kernel,dumps    only these sections (names below)
 Sections (row kinds) per (shape, N), in this order:
   dense      SDPA flash, SDPA cuDNN, our dense (kind "dense"); checks our dense against SDPA once
-  kernel     kernel only on SPEC.md random masks at densities 1, 0.3, 0.1, 0.05 ("kernel_random_mask")
+  kernel     kernel only on docs/SPEC.md random masks at densities 1, 0.3, 0.1, 0.05
+             ("kernel_random_mask")
   pipeline   plan + attend at forced densities 1, 0.3, 0.1, 0.05 ("pipeline_forced"), with the
              plan alone timed at each (g = 1)
   plan       the plan alone at gamma 0.95 with g = 1 and g = 4 ("plan"; plan_over_cudnn)
@@ -17,10 +18,10 @@ Sections (row kinds) per (shape, N), in this order:
   variants   the attention kernels against each other (PROXYATTN_CUDA_ATTEND, src/cuda/dispatch.h):
              dense and random mask d = 0.05 per kernel at N >= 64K ("variant_dense",
              "variant_kernel_random_mask", field attend_kernel)
-and once per real Q/K/V dump (--dumps; SPEC.md section 5 files):
+and once per real Q/K/V dump (--dumps; docs/SPEC.md section 5 files):
   dumps      gamma 0.9 and 0.95 at each --dump-blocks, min_budget 256 ("real_dump_gamma<g>"):
-             realized density, recall (SPEC.md section 4, from fp32 dense probabilities in torch and
-             the plan's block mask), output error against fp32 dense attention, prefill time
+             realized density, recall (docs/SPEC.md section 4, from fp32 dense probabilities in
+             torch and the plan's block mask), output error against fp32 dense attention, prefill time
 Cases run most important first: a dense pass over every (shape, N >= 32K) (SDPA flash, cuDNN,
 ours), the first shape at N >= 64K, then the dumps, then the rest by N descending. A deadline skips what does not fit (recorded as skipped rows). Timing: median of
 CUDA-event timings after a warm-up (at least 3 runs, about --budget-s per measurement); inputs are
@@ -133,7 +134,7 @@ def read_safetensors(path):
 
 
 def dump_quality(q, k, v, o, mask, block, scale):
-    """SPEC.md section 4 on one sequence, in fp32 on the GPU, one head at a time.
+    """docs/SPEC.md section 4 on one sequence, in fp32 on the GPU, one head at a time.
     q [N, H, D], k/v [N, Hkv, D], o [N, H, D] ours; mask [H, nb, nb] uint8 (the plan's blocks).
     Returns recall (mean over incomplete rows of all heads), recall_min_head (min over heads of the
     per-head mean), rel_error (max over heads of ||o - O_dense|| / ||O_dense||, O_dense fp32),
@@ -327,7 +328,7 @@ def run_case(lib, shape, N, args, timer, rows, result, dev, t_start, sections):
                                  speedup_vs_flash=flash_ms / ms,
                                  speedup_vs_cudnn=(cudnn_ms / ms) if cudnn_ms else None,
                                  plan_over_cudnn=on_cudnn(plan_ms)))
-        # The plan alone at gamma 0.95 (not forced), g = 1 and g = 4 (SPEC.md: g must divide Hkv).
+        # The plan alone at gamma 0.95 (not forced), g = 1 and g = 4 (g must divide Hkv).
         if "plan" in sections:
             for g in (1, 4):
                 if HKV % g:
@@ -442,7 +443,7 @@ def main():
                     help="time per measurement (at least 3 runs after a warm-up)")
     ap.add_argument("--block", type=int, default=128)
     ap.add_argument("--dumps", default="data/qkv/*.safetensors,.gpu-data/*.safetensors",
-                    help="globs of real Q/K/V dumps (SPEC.md section 5 layout)")
+                    help="globs of real Q/K/V dumps (docs/SPEC.md section 5 layout)")
     ap.add_argument("--dump-blocks", default="64,128")
     ap.add_argument("--dump-min-budget", type=int, default=256)
     ap.add_argument("--kinds", default=",".join(SECTIONS), help="sections to run: " + ",".join(SECTIONS))

@@ -75,7 +75,7 @@ Config config_of(int block, int groups, double gamma, std::int64_t min_budget, d
 // The last plan made by pa_plan / pa_prefill, for pa_last_density.
 std::unique_ptr<Plan> g_plan;
 
-// A random-mask plan on the device (SPEC.md section 4), built on the host once.
+// A random-mask plan on the device (docs/SPEC.md section 4), built on the host once.
 struct RandomPlan {
   Buffer host_ws;
   Buffer device_ws;

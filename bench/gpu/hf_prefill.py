@@ -3,7 +3,7 @@
 
 The model has Llama-3.1-8B's shapes (32 layers, 32 query and 8 KV heads, head_dim 128, hidden
 4096, MLP 14336, vocab 128256) and random bf16 weights: nothing is downloaded. ProxyAttn runs at
-forced densities (SPEC.md section 2), so the sparsity does not depend on random weights. Every
+forced densities (docs/SPEC.md section 2), so the sparsity does not depend on random weights. Every
 ratio is taken in one process, on one card: sdpa timed once per length, then each density.
 
 Run on a machine with an NVIDIA GPU (after `pip install --no-build-isolation ./python`):

@@ -11,9 +11,9 @@ set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 step="${1:-all}"
-OUT="${2:-${OUTDIR:-/tmp/proxyattn-gpu}}"
+out="${2:-${OUTDIR:-/tmp/proxyattn-gpu}}"
 SITE="${PY_SITE:-/tmp/proxyattn-site}"
-mkdir -p "$OUT" "$SITE"
+mkdir -p "$out" "$SITE"
 log() { echo "[python.sh $(date -u +%H:%M:%S)] $*"; }
 
 install() {
@@ -23,6 +23,9 @@ install() {
   # std::ostream << long (every error message with a number) inside that Python. A clean build
   # folder, since setuptools reuses objects across a compiler change.
   export CC="${PROXYATTN_CC:-gcc}" CXX="${PROXYATTN_CXX:-g++}"
+  # setup.py builds the library through CMake, which finds nlohmann_json in .gpu-deps
+  # (bench/gpu/fetch-deps.sh) where the system has none.
+  [[ -d "$root/.gpu-deps/root/usr" ]] && export CMAKE_PREFIX_PATH="$root/.gpu-deps/root/usr${CMAKE_PREFIX_PATH:+:$CMAKE_PREFIX_PATH}"
   rm -rf python/build
   log "pip install ./python (CUDA ${PROXYATTN_CUDA_ARCHS:-90a-real}, CC=$CC CXX=$CXX)"
   local t0=$SECONDS
@@ -46,15 +49,15 @@ run_tests() {
   python3 -c "import proxyattn as pa, sys; print('proxyattn', pa.__version__, 'cuda', pa.cuda_available()); sys.exit(0 if pa.cuda_available() else 1)" ||
     { log "the module has no CUDA backend: CUDA tests would skip"; return 1; }
   log "pytest python/tests"
-  python3 -m pytest -q -rs python/tests --junitxml="$OUT/pytest.xml" 2>&1 | tee "$OUT/pytest.log" | tail -25
+  python3 -m pytest -q -rs python/tests --junitxml="$out/pytest.xml" 2>&1 | tee "$out/pytest.log" | tail -25
   return "${PIPESTATUS[0]}"
 }
 
 run_bench() {
   export PYTHONPATH="$SITE"
   log "hf_prefill"
-  PYTHONUNBUFFERED=1 python3 bench/gpu/hf_prefill.py --json "$OUT/hf_prefill.json" ${HF_ARGS:-} 2>&1 |
-    grep -v "^{" | tee "$OUT/hf_prefill.log"
+  PYTHONUNBUFFERED=1 python3 bench/gpu/hf_prefill.py --json "$out/hf_prefill.json" ${HF_ARGS:-} 2>&1 |
+    grep -v "^{" | tee "$out/hf_prefill.log"
   return "${PIPESTATUS[0]}"
 }
 

@@ -1,6 +1,6 @@
-// tests/cuda/cuda_prefill_test.cc: the CUDA backend against the double reference (STYLE.md
-// section 6): dense and user-built plans (kernel error only), computed plans (SPEC.md section 4
-// conformance, then the output against the reference run on the GPU's own plan), varlen, GQA,
+// tests/cuda/cuda_prefill_test.cc: the CUDA backend against the double reference (docs/STYLE.md
+// section 6): dense and user-built plans (kernel error only), computed plans (docs/SPEC.md
+// section 4 conformance, then the output against the reference run on the GPU's own plan), varlen, GQA,
 // fully masked rows, device error flags, bitwise repeatability. Pass rule: rel error <= 2x the
 // same-precision naive error + noise, or the 16-bit floor (output_conforms), LSE within 1e-3, no
 // NaN/Inf.

@@ -1,4 +1,5 @@
-// src/cuda/kernel/attend.cuh: block-sparse causal flash attention (SPEC.md stage 7), FA2 class.
+// src/cuda/kernel/attend.cuh: block-sparse causal flash attention (docs/SPEC.md stage 7),
+// FA2 class.
 //
 // One CTA per (query head, query block m). The CTA walks the plan: the first counts[h][m] key
 // blocks of row_order(h, m) (last_order for the last block, the group's order otherwise), or

@@ -130,7 +130,7 @@ static __global__ void mass_reduce_kernel(const __grid_constant__ BudgetParams p
       if (v.y > 0.0f) {
         acc += v.y * exp2f(v.x - lse2[r]);
       } else if (isnan(v.y)) {
-        acc = NAN;  // NaN in Q or K: a_h is NaN and the budget becomes nb (SPEC.md stage 5)
+        acc = NAN;  // NaN in Q or K: a_h is NaN and the budget becomes nb (docs/SPEC.md stage 5)
       }
     }
 #pragma unroll

@@ -1,4 +1,4 @@
-// src/cuda/kernel/estimate.cuh: SPEC.md stages 2-4 on the GPU for one sequence.
+// src/cuda/kernel/estimate.cuh: docs/SPEC.md stages 2-4 on the GPU for one sequence.
 //   pool_kernel         Qp_j, Kp_j: fp32 sums over the group's heads in index order, times the
 //                       fp32 1/count, rounded to the input dtype (so the logits use tensor cores)
 //   proxy_pass_kernel<0>  lse_j[t] over sampled keys u <= t (online, never N x N); with the keys
