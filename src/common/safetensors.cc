@@ -5,7 +5,13 @@
 
 #include "common/check.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -20,8 +26,12 @@
 namespace proxyattn::safetensors {
 namespace {
 
-// ordered_json keeps the header's key order, so tensors come back in the order they were written.
-using Json = nlohmann::ordered_json;
+// Parsing uses a map-backed JSON (logarithmic key lookup; ordered_json's linear lookup made a
+// header of many tensors quadratic) and records the header's key order itself, so tensors come
+// back in the order they were written. Writing keeps insertion order with ordered_json.
+using Json = nlohmann::json;
+using OrderedJson = nlohmann::ordered_json;
+using detail::printable;
 
 constexpr std::size_t kHeaderSizeBytes = 8;  // the u64 header length at the start of the file
 constexpr int kMaxHeaderDepth = 3;           // top object -> tensor entry -> shape / data_offsets
@@ -43,7 +53,7 @@ constexpr DTypeInfo kDTypes[] = {
 
 // "file.safetensors: " or "" when the caller has no name to give.
 std::string prefix_of(const std::string& source_name) {
-  return source_name.empty() ? std::string() : source_name + ": ";
+  return source_name.empty() ? std::string() : printable(source_name, 256) + ": ";
 }
 
 std::string shape_string(const std::vector<std::int64_t>& shape) {
@@ -105,45 +115,92 @@ std::int64_t checked_nbytes(const std::vector<std::int64_t>& shape, const std::s
 
 // Checks an in-memory tensor: known dtype, valid shape, and data of exactly the right size.
 void check_tensor(const Tensor& tensor, const std::string& prefix) {
-  const std::string what = "tensor '" + tensor.name + "'";
+  const std::string what = "tensor '" + printable(tensor.name) + "'";
   const std::int64_t nbytes = checked_nbytes(tensor.shape, tensor.dtype, prefix, what);
   PROXYATTN_CHECK(static_cast<std::uint64_t>(nbytes) == tensor.data.size(), prefix, what, " holds ",
                   tensor.data.size(), " bytes, but shape ", shape_string(tensor.shape), " of ",
                   tensor.dtype, " needs ", nbytes);
 }
 
-// Parses the header text. The callback rejects duplicate keys (which the JSON library would
-// silently merge) and nesting deeper than a safetensors header has.
-Json parse_header_json(const char* begin, std::size_t size, const std::string& prefix) {
-  std::vector<std::set<std::string>> keys_stack;  // keys seen in each open object
-  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) -> bool {
-    switch (event) {
-      case Json::parse_event_t::object_start:
-      case Json::parse_event_t::array_start:
-        PROXYATTN_CHECK(depth < kMaxHeaderDepth, prefix, "header nests deeper than ",
-                        kMaxHeaderDepth, " levels");
-        if (event == Json::parse_event_t::object_start) keys_stack.emplace_back();
-        break;
-      case Json::parse_event_t::object_end:
-        keys_stack.pop_back();
-        break;
-      case Json::parse_event_t::key: {
-        const auto& key = parsed.get_ref<const std::string&>();
-        if (!keys_stack.back().insert(key).second) {
-          if (depth == 1) PROXYATTN_FAIL(prefix, "duplicate tensor name '", key, "' in the header");
-          PROXYATTN_FAIL(prefix, "duplicate key '", key, "' in one object of the header");
-        }
-        break;
-      }
-      default:
-        break;
-    }
+// Checks the header's structure in one SAX pass: nesting no deeper than a safetensors header
+// has, no duplicate keys (which the JSON library would silently merge), and the top-level keys
+// in order. Every step is O(log keys), so a header of many tensors parses in linear-log time (the
+// library's callback parser rescans the parent object at each object end: quadratic).
+class HeaderChecker : public nlohmann::json_sax<Json> {
+ public:
+  HeaderChecker(const std::string& prefix, std::vector<std::string>* top_keys)
+      : prefix_(prefix), top_keys_(top_keys) {}
+  bool null() override { return true; }
+  bool boolean(bool) override { return true; }
+  bool number_integer(number_integer_t) override { return true; }
+  bool number_unsigned(number_unsigned_t) override { return true; }
+  bool number_float(number_float_t, const string_t&) override { return true; }
+  bool string(string_t&) override { return true; }
+  bool binary(binary_t&) override { return true; }
+  bool start_object(std::size_t) override {
+    open();
+    keys_.emplace_back();
     return true;
-  };
+  }
+  bool key(string_t& key) override {
+    if (!keys_.back().insert(key).second) {
+      if (keys_.size() == 1) {
+        PROXYATTN_FAIL(prefix_, "duplicate tensor name '", printable(key), "' in the header");
+      }
+      PROXYATTN_FAIL(prefix_, "duplicate key '", printable(key), "' in one object of the header");
+    }
+    if (keys_.size() == 1 && depth_ == 1) top_keys_->push_back(key);
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    open();
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    error_ = e.what();
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  void open() {
+    PROXYATTN_CHECK(depth_ < kMaxHeaderDepth, prefix_, "header nests deeper than ",
+                    kMaxHeaderDepth, " levels");
+    ++depth_;
+  }
+  const std::string& prefix_;
+  std::vector<std::string>* top_keys_;
+  std::vector<std::set<std::string>> keys_;  // keys seen in each open object
+  int depth_ = 0;
+  std::string error_;
+};
+
+// Parses the header text; top_keys receives the top-level keys in header order.
+Json parse_header_json(const char* begin, std::size_t size, const std::string& prefix,
+                       std::vector<std::string>* top_keys) {
+  // nlohmann's lexer takes a NUL byte for the end of input, which would accept junk after it.
+  if (const void* nul = std::memchr(begin, '\0', size)) {
+    PROXYATTN_FAIL(prefix, "header holds a NUL byte at offset ",
+                   static_cast<const char*>(nul) - begin, " of ", size,
+                   "; expected JSON padded with spaces");
+  }
+  HeaderChecker checker(prefix, top_keys);
+  if (!Json::sax_parse(begin, begin + size, &checker)) {
+    PROXYATTN_FAIL(prefix, "header is not valid JSON (", printable(checker.error(), 200), ")");
+  }
   try {
-    return Json::parse(begin, begin + size, callback);
+    return Json::parse(begin, begin + size);
   } catch (const Json::exception& e) {
-    PROXYATTN_FAIL(prefix, "header is not valid JSON (", e.what(), ")");
+    PROXYATTN_FAIL(prefix, "header is not valid JSON (", printable(e.what(), 200), ")");
   }
 }
 
@@ -158,7 +215,7 @@ struct Entry {
 
 Entry parse_entry(const std::string& name, const Json& value, std::uint64_t data_size,
                   const std::string& prefix) {
-  const std::string what = "tensor '" + name + "'";
+  const std::string what = "tensor '" + printable(name) + "'";
   PROXYATTN_CHECK(value.is_object(), prefix, what, " is ", quote(value),
                   ", expected an object with dtype, shape and data_offsets");
   auto field = [&](const char* key) -> const Json& {
@@ -222,12 +279,13 @@ void check_layout(const std::vector<Entry>& entries, std::uint64_t data_size,
   for (std::size_t i : order) {
     const Entry& entry = entries[i];
     if (entry.begin < covered) {
-      PROXYATTN_FAIL(prefix, "tensor '", entry.name, "' data_offsets [", entry.begin, ", ",
-                     entry.end, "] overlap tensor '", previous->name, "' [", previous->begin, ", ",
+      PROXYATTN_FAIL(prefix, "tensor '", printable(entry.name), "' data_offsets [", entry.begin,
+                     ", ", entry.end, "] overlap tensor '", printable(previous->name), "' [",
+                     previous->begin, ", ",
                      previous->end, "]");
     }
     PROXYATTN_CHECK(entry.begin == covered, prefix, "the data section has unused bytes [", covered,
-                    ", ", entry.begin, ") before tensor '", entry.name, "'");
+                    ", ", entry.begin, ") before tensor '", printable(entry.name), "'");
     previous = &entry;
     covered = entry.end;
   }
@@ -240,7 +298,7 @@ DType to_library_dtype(const Tensor& tensor, const std::string& prefix) {
   if (tensor.dtype == "F32") return DType::kFloat32;
   if (tensor.dtype == "BF16") return DType::kBFloat16;
   if (tensor.dtype == "F16") return DType::kFloat16;
-  PROXYATTN_FAIL(prefix, "tensor '", tensor.name, "' has dtype ", tensor.dtype,
+  PROXYATTN_FAIL(prefix, "tensor '", printable(tensor.name), "' has dtype ", printable(tensor.dtype),
                  ", expected F32, BF16 or F16");
 }
 
@@ -315,7 +373,7 @@ std::vector<std::uint8_t> serialize_named(const File& file, const std::string& p
     PROXYATTN_CHECK(tensor.name != kMetadataKey, prefix, "tensor name '", kMetadataKey,
                     "' is reserved for metadata");
     PROXYATTN_CHECK(names.insert(tensor.name).second, prefix, "duplicate tensor name '",
-                    tensor.name, "'");
+                    printable(tensor.name), "'");
     check_tensor(tensor, prefix);
   }
 
@@ -332,15 +390,15 @@ std::vector<std::uint8_t> serialize_named(const File& file, const std::string& p
     data_size += file.tensors[i].data.size();
   }
 
-  Json header = Json::object();
+  OrderedJson header = OrderedJson::object();
   if (!file.metadata.empty()) {
-    Json metadata = Json::object();
+    OrderedJson metadata = OrderedJson::object();
     for (const auto& [key, value] : file.metadata) metadata[key] = value;
     header[kMetadataKey] = std::move(metadata);
   }
   for (std::size_t i = 0; i < file.tensors.size(); ++i) {
     const Tensor& tensor = file.tensors[i];
-    Json entry = Json::object();
+    OrderedJson entry = OrderedJson::object();
     entry["dtype"] = tensor.dtype;
     entry["shape"] = tensor.shape;
     entry["data_offsets"] = {begins[i], begins[i] + tensor.data.size()};
@@ -349,8 +407,9 @@ std::vector<std::uint8_t> serialize_named(const File& file, const std::string& p
   std::string text;
   try {
     text = header.dump();
-  } catch (const Json::exception& e) {
-    PROXYATTN_FAIL(prefix, "a tensor name or metadata string is not valid UTF-8 (", e.what(), ")");
+  } catch (const OrderedJson::exception& e) {
+    PROXYATTN_FAIL(prefix, "a tensor name or metadata string is not valid UTF-8 (",
+                   printable(e.what(), 200), ")");
   }
   // Pad with spaces so the data section starts at a multiple of 8 bytes, as the reference does.
   text.append((kHeaderSizeBytes - text.size() % kHeaderSizeBytes) % kHeaderSizeBytes, ' ');
@@ -371,13 +430,39 @@ std::vector<std::uint8_t> serialize_named(const File& file, const std::string& p
   return bytes;
 }
 
+// Writes to a temporary file in the destination's folder and renames it over path only after a
+// successful write and close: a failed write leaves no file and never a truncated one.
 void write_bytes(const std::string& path, const std::vector<std::uint8_t>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  PROXYATTN_CHECK(out.is_open(), path, ": cannot open for writing (", std::strerror(errno), ")");
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  out.close();
-  PROXYATTN_CHECK(!out.fail(), path, ": writing ", bytes.size(), " bytes failed");
+  const std::string shown = printable(path, 256);
+  // Only regular files are replaced: renaming over a device or a link would destroy it.
+  std::error_code ec;
+  const auto status = std::filesystem::symlink_status(path, ec);
+  PROXYATTN_CHECK(!std::filesystem::exists(status) || std::filesystem::is_regular_file(status),
+                  shown, ": exists and is not a regular file; expected a file path to write");
+  std::string tmp = path + ".tmp.XXXXXX";
+  const int fd = ::mkstemp(tmp.data());
+  PROXYATTN_CHECK(fd >= 0, shown, ": cannot create a temporary file next to it (",
+                  std::strerror(errno), ")");
+  std::size_t done = 0;
+  int error = 0;
+  if (::fchmod(fd, 0644) != 0) error = errno;  // mkstemp creates 0600; a written file is 0644
+  while (error == 0 && done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      error = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  if (error == 0 && ::fsync(fd) != 0 && errno != EINVAL) error = errno;
+  if (::close(fd) != 0 && error == 0) error = errno;
+  if (error == 0 && ::rename(tmp.c_str(), path.c_str()) != 0) error = errno;
+  if (error != 0) {
+    ::unlink(tmp.c_str());
+    PROXYATTN_FAIL(shown, ": writing ", bytes.size(), " bytes failed (", std::strerror(error),
+                   ")");
+  }
 }
 
 File make_qkv_named(DType dtype, std::int64_t tokens, std::int64_t num_qo_heads,
@@ -454,7 +539,8 @@ File parse(const std::uint8_t* bytes, std::size_t size, const std::string& sourc
                   " exceeds the ", size - kHeaderSizeBytes, " bytes after the length field");
 
   const char* header_text = reinterpret_cast<const char*>(bytes + kHeaderSizeBytes);
-  const Json header = parse_header_json(header_text, header_size, prefix);
+  std::vector<std::string> keys;  // the header's top-level keys, in order
+  const Json header = parse_header_json(header_text, header_size, prefix, &keys);
   PROXYATTN_CHECK(header.is_object(), prefix, "header is a JSON ", header.type_name(),
                   ", expected an object");
 
@@ -462,18 +548,20 @@ File parse(const std::uint8_t* bytes, std::size_t size, const std::string& sourc
   const std::uint64_t data_size = size - kHeaderSizeBytes - header_size;
   File file;
   std::vector<Entry> entries;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    if (it.key() == kMetadataKey) {
+  entries.reserve(keys.size());
+  for (const std::string& key : keys) {
+    const auto it = header.find(key);
+    if (key == kMetadataKey) {
       PROXYATTN_CHECK(it->is_object(), prefix, kMetadataKey, " is ", quote(*it),
                       ", expected an object of strings");
       for (auto m = it->begin(); m != it->end(); ++m) {
-        PROXYATTN_CHECK(m->is_string(), prefix, kMetadataKey, " value of '", m.key(), "' is ",
-                        quote(*m), ", expected a string");
+        PROXYATTN_CHECK(m->is_string(), prefix, kMetadataKey, " value of '", printable(m.key()),
+                        "' is ", quote(*m), ", expected a string");
         file.metadata[m.key()] = m->get<std::string>();
       }
       continue;
     }
-    entries.push_back(parse_entry(it.key(), *it, data_size, prefix));
+    entries.push_back(parse_entry(key, *it, data_size, prefix));
   }
   check_layout(entries, data_size, prefix);
 
@@ -491,16 +579,17 @@ File parse(const std::uint8_t* bytes, std::size_t size, const std::string& sourc
 
 File read(const std::string& path) {
   std::error_code error;
-  PROXYATTN_CHECK(std::filesystem::is_regular_file(path, error), path,
+  const std::string shown = printable(path, 256);
+  PROXYATTN_CHECK(std::filesystem::is_regular_file(path, error), shown,
                   ": not a readable regular file",
                   error ? " (" + error.message() + ")" : std::string());
   const std::uintmax_t size = std::filesystem::file_size(path, error);
-  PROXYATTN_CHECK(!error, path, ": cannot get the file size (", error.message(), ")");
+  PROXYATTN_CHECK(!error, shown, ": cannot get the file size (", error.message(), ")");
   std::ifstream in(path, std::ios::binary);
-  PROXYATTN_CHECK(in.is_open(), path, ": cannot open for reading (", std::strerror(errno), ")");
+  PROXYATTN_CHECK(in.is_open(), shown, ": cannot open for reading (", std::strerror(errno), ")");
   std::vector<std::uint8_t> bytes(static_cast<std::size_t>(size));
   in.read(reinterpret_cast<char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-  PROXYATTN_CHECK(static_cast<std::uintmax_t>(in.gcount()) == size, path, ": read ", in.gcount(),
+  PROXYATTN_CHECK(static_cast<std::uintmax_t>(in.gcount()) == size, shown, ": read ", in.gcount(),
                   " of ", size, " bytes");
   return parse(bytes.data(), bytes.size(), path);
 }
