@@ -3,18 +3,72 @@
 // Internal: public headers and callers outside src/ throw proxyattn::Error themselves.
 #pragma once
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <sstream>
+#include <string>
+#include <string_view>
+#include <type_traits>
 
 #include "proxyattn/types.h"
 
 namespace proxyattn {
 
 namespace detail {
+
+/// \brief Shortest decimal text that reads back to the same value (so 1.0000001 never prints as
+/// 1 in a message that says why it failed).
+template <typename T>
+std::string shortest_text(T v) {
+  static_assert(std::is_floating_point_v<T>);
+  if (std::isnan(v)) return "nan";
+  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
+  char buf[40];
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(buf, sizeof(buf), "%.*g", digits, static_cast<double>(v));
+    const T back = static_cast<T>(std::strtod(buf, nullptr));
+    if (back == v) break;
+  }
+  return buf;
+}
+
+/// \brief text made safe for a one-line message: control characters, DEL and non-ASCII bytes
+/// as \xNN, cut to max_chars input bytes followed by "..." (hostile names never forge lines,
+/// move the cursor or flood the terminal).
+inline std::string printable(std::string_view text, std::size_t max_chars = 64) {
+  std::string out;
+  const std::size_t n = text.size() > max_chars ? max_chars : text.size();
+  out.reserve(n + 8);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c >= 0x7f || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_chars) out += "...";
+  return out;
+}
+
+// One message argument: floating-point values in their shortest round-trip form.
+template <typename T>
+void put(std::ostringstream& os, const T& arg) {
+  if constexpr (std::is_floating_point_v<T>) {
+    os << shortest_text(arg);
+  } else {
+    os << arg;
+  }
+}
+
 template <typename... Args>
 [[noreturn]] void throw_error(const char* func, const char* file, int line, const Args&... args) {
   std::ostringstream os;
   os << "proxyattn: ";
-  (os << ... << args);
+  (put(os, args), ...);
   os << " [" << func << " at " << file << ":" << line << "]";
   throw Error(os.str());
 }

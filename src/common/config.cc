@@ -21,7 +21,7 @@ const char* to_string(LastBlockSelection mode) {
 LastBlockSelection parse_last_block_selection(const std::string& name) {
   if (name == "exact") return LastBlockSelection::kExact;
   if (name == "proxy") return LastBlockSelection::kProxy;
-  PROXYATTN_FAIL("last_block_selection = '", name, "', expected exact or proxy");
+  PROXYATTN_FAIL("last_block_selection = '", detail::printable(name), "', expected exact or proxy");
 }
 
 void Config::validate() const {
@@ -79,8 +79,9 @@ struct FieldAccess {
 };
 
 [[noreturn]] void bad_value(const ConfigField& f, const std::string& text, const char* expected) {
-  const std::string shown = text.size() > 64 ? text.substr(0, 64) + "..." : text;
-  PROXYATTN_FAIL("config.", f.name, " (", f.flag, ") = '", shown, "', expected ", expected);
+  // Cut and escaped: a hostile value never floods or forges lines of the message.
+  PROXYATTN_FAIL("config.", f.name, " (", f.flag, ") = '", detail::printable(text), "', expected ",
+                 expected);
 }
 
 // Whole-string integer in [lo, hi].
