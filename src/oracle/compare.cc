@@ -63,7 +63,7 @@ std::string describe_mismatches(const Workload& w, const Output& out, const Refe
         const std::int64_t e = (t * H + h) * D + d;
         const double x = load_float(out.o.data(), w.spec.dtype, e), y = ref.out[e];
         const double diff = std::fabs(x - y);
-        max_abs = std::max(max_abs, diff);
+        max_abs = std::isnan(diff) || std::isnan(max_abs) ? NAN : std::max(max_abs, diff);
         sum_abs += diff;
         err2 += diff * diff;
         ref2 += y * y;

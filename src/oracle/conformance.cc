@@ -129,6 +129,13 @@ PlanConformance check_plan(const std::vector<reference::SeqPlan>& ref, const Pla
   return r;
 }
 
+namespace {
+
+// max that keeps NaN: std::max(a, NaN) returns a and would hide a NaN error from the report.
+double nan_max(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
+
+}  // namespace
+
 OutputError compare_output(const reference::Operands& operands, const std::vector<double>& out_ref,
                            const std::vector<double>& lse_ref) {
   const Problem p = reference::resolve(operands);
@@ -143,6 +150,9 @@ OutputError compare_output(const reference::Operands& operands, const std::vecto
         const double x = load_float(p.o, p.dtype, t * p.o_stride_n + h * p.o_stride_h + d);
         const double y = out_ref[(t * H + h) * D + d];
         if (!std::isfinite(x) && std::isfinite(y)) ++e.non_finite;
+        // Where the reference is NaN or Inf (NaN/Inf inputs propagate as dense attention does),
+        // the output must be the same non-finite value; anything else is a mismatch.
+        if (!std::isfinite(y) && !(x == y || (std::isnan(x) && std::isnan(y)))) ++e.non_finite;
         const double diff = std::isfinite(y) ? std::fabs(x - y) : 0.0;
         diff2 += diff * diff;
         ref2 += std::isfinite(y) ? y * y : 0.0;
@@ -153,7 +163,7 @@ OutputError compare_output(const reference::Operands& operands, const std::vecto
         const double x = p.lse[h * p.lse_stride_h + t];
         const double y = lse_ref[h * T + t];
         if (std::isfinite(y)) {
-          e.lse_max_abs_error = std::max(e.lse_max_abs_error, std::fabs(x - y));
+          e.lse_max_abs_error = nan_max(e.lse_max_abs_error, std::fabs(x - y));
           if (!std::isfinite(x)) ++e.non_finite;
         } else if (std::isinf(y) && x != y) {
           e.lse_max_abs_error = INFINITY;
@@ -161,7 +171,7 @@ OutputError compare_output(const reference::Operands& operands, const std::vecto
       }
     }
     e.rel_error_per_head[h] = ref2 > 0.0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2);
-    e.rel_error = std::max(e.rel_error, e.rel_error_per_head[h]);
+    e.rel_error = nan_max(e.rel_error, e.rel_error_per_head[h]);
   }
   const double n = static_cast<double>(T * H * D);
   e.mean_abs_error = n > 0 ? abs_sum / n : 0.0;

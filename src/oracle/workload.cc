@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "common/check.h"
@@ -152,17 +153,32 @@ Buffer to_dtype(const Staging& s, DType dtype) {
 }  // namespace
 
 Workload make_workload(const WorkloadSpec& spec) {
+  // Every size is checked before anything is allocated: the spec may come from a command line.
+  PROXYATTN_CHECK(spec.num_qo_heads >= 1, "workload num_qo_heads = ", spec.num_qo_heads,
+                  ", expected >= 1");
   PROXYATTN_CHECK(spec.num_kv_heads >= 1 && spec.num_qo_heads % spec.num_kv_heads == 0,
                   "workload heads ", spec.num_qo_heads, "/", spec.num_kv_heads,
-                  ", expected num_qo_heads a multiple of num_kv_heads");
+                  ", expected num_kv_heads >= 1 dividing num_qo_heads");
   PROXYATTN_CHECK(spec.head_dim >= 8, "workload head_dim = ", spec.head_dim, ", expected >= 8");
+  std::int64_t total = 0;
+  for (std::int32_t n : spec.seq_lens) {
+    PROXYATTN_CHECK(n >= 0, "workload sequence length = ", n, ", expected >= 0");
+    total += n;
+    PROXYATTN_CHECK(total <= std::numeric_limits<std::int32_t>::max(), "workload total tokens ",
+                    total, " exceed the int32 cu_seqlens range");
+  }
+  // [tokens, heads, head_dim] staged as float, then converted: bytes must fit the address space.
+  std::int64_t elements = 0, bytes = 0;
+  PROXYATTN_CHECK(!__builtin_mul_overflow(total, spec.num_qo_heads, &elements) &&
+                      !__builtin_mul_overflow(elements, spec.head_dim, &elements) &&
+                      !__builtin_mul_overflow(elements, std::int64_t{2 * sizeof(float)}, &bytes) &&
+                      bytes <= std::numeric_limits<std::ptrdiff_t>::max() / 4,
+                  "workload of ", total, " tokens x ", spec.num_qo_heads, " heads x head_dim ",
+                  spec.head_dim, " is too large to allocate");
   Workload w;
   w.spec = spec;
   w.cu_seqlens.push_back(0);
-  for (std::int32_t n : spec.seq_lens) {
-    PROXYATTN_CHECK(n >= 0, "workload sequence length = ", n, ", expected >= 0");
-    w.cu_seqlens.push_back(w.cu_seqlens.back() + n);
-  }
+  for (std::int32_t n : spec.seq_lens) w.cu_seqlens.push_back(w.cu_seqlens.back() + n);
   w.total_tokens = w.cu_seqlens.back();
   const std::int64_t T = w.total_tokens, D = spec.head_dim;
   Staging q{spec.num_qo_heads, D, std::vector<float>(T * spec.num_qo_heads * D)};
