@@ -37,6 +37,10 @@ double process_cpu_seconds() {
   return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
+// max and min that keep NaN: std::max(a, NaN) returns a and would hide a NaN from the report.
+double nan_max(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::max(a, b); }
+double nan_min(double a, double b) { return std::isnan(a) || std::isnan(b) ? NAN : std::min(a, b); }
+
 struct Quality {
   double recall = 1.0, recall_min_head = 1.0, rel_error = 0.0;
 };
@@ -72,10 +76,10 @@ Quality measure(const Inputs& in, const HostPlan& hp, const RunOutput& sparse, c
         }
       }
     }
-    if (head_rows > 0) q.recall_min_head = std::min(q.recall_min_head, head_sum / static_cast<double>(head_rows));
+    if (head_rows > 0) q.recall_min_head = nan_min(q.recall_min_head, head_sum / static_cast<double>(head_rows));
     recall_sum += head_sum;
     recall_rows += head_rows;
-    q.rel_error = std::max(q.rel_error, ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2));
+    q.rel_error = nan_max(q.rel_error, ref2 > 0 ? std::sqrt(diff2 / ref2) : std::sqrt(diff2));
   }
   if (recall_rows > 0) q.recall = recall_sum / static_cast<double>(recall_rows);
   return q;

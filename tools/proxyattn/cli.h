@@ -54,6 +54,18 @@ struct Inputs {
 /// \brief Loads --input or generates the workload, converted to the run's dtype.
 void load_inputs(const CommonOptions& o, Inputs& in);
 
+/// \brief text made safe for a one-line message: control characters, DEL, backslash and
+/// non-ASCII bytes as \xNN, cut to max_chars input bytes followed by "...".
+std::string printable(const std::string& text, std::size_t max_chars = 64);
+
+/// \brief Strict integer flag: the whole text is a decimal integer in [lo, hi] (no sign for
+/// lo >= 0, no spaces, no suffix), else proxyattn::Error naming the flag, the (cut, escaped)
+/// text and the range.
+std::int64_t parse_int_flag(const std::string& flag, const std::string& text, std::int64_t lo,
+                            std::int64_t hi);
+/// \brief Strict unsigned 64-bit flag (digits only; 0 .. 2^64-1).
+std::uint64_t parse_u64_flag(const std::string& flag, const std::string& text);
+
 /// \brief Throws proxyattn::Error with the streamed message (the CLI's own checks).
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {

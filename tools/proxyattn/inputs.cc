@@ -1,6 +1,10 @@
 // tools/proxyattn/inputs.cc: flags, inputs (generated or safetensors) and device mirrors.
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 
@@ -10,6 +14,11 @@
 namespace proxyattn::cli {
 
 namespace {
+
+constexpr std::int64_t kMaxInt = 2147483647;
+constexpr std::int64_t kMaxSeqLen = std::int64_t{1} << 30;
+constexpr std::int64_t kMaxHeads = 1 << 16;
+constexpr std::int64_t kMaxHeadDim = 1 << 16;
 
 Buffer convert(const Buffer& src, DType from, DType to) {
   const std::int64_t n = static_cast<std::int64_t>(src.size() / dtype_size(from));
@@ -27,6 +36,59 @@ Buffer mirror(const Buffer& host, Device device) {
 }
 
 }  // namespace
+
+std::string printable(const std::string& text, std::size_t max_chars) {
+  std::string out;
+  const std::size_t n = std::min(text.size(), max_chars);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c >= 0x7f || c == '\\') {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_chars) out += "...";
+  return out;
+}
+
+namespace {
+
+// Digits only (after one leading '-' when allowed): std::stoi and friends stop at the first bad
+// character ("1x" reads as 1) or skip leading spaces; the CLI takes the whole text or nothing.
+bool all_digits(const std::string& text, std::size_t from) {
+  if (from >= text.size()) return false;
+  for (std::size_t i = from; i < text.size(); ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::int64_t parse_int_flag(const std::string& flag, const std::string& text, std::int64_t lo,
+                            std::int64_t hi) {
+  const bool negative = lo < 0 && !text.empty() && text[0] == '-';
+  errno = 0;
+  char* end = nullptr;
+  const long long v = all_digits(text, negative ? 1 : 0) ? std::strtoll(text.c_str(), &end, 10) : 0;
+  if (end != text.c_str() + text.size() || errno != 0 || v < lo || v > hi) {
+    fail(flag, " = '", printable(text), "', expected an integer in [", lo, ", ", hi, "]");
+  }
+  return v;
+}
+
+std::uint64_t parse_u64_flag(const std::string& flag, const std::string& text) {
+  errno = 0;
+  char* end = nullptr;
+  const unsigned long long v = all_digits(text, 0) ? std::strtoull(text.c_str(), &end, 10) : 0;
+  if (end != text.c_str() + text.size() || errno != 0) {
+    fail(flag, " = '", printable(text), "', expected an integer in [0, 2^64 - 1]");
+  }
+  return v;
+}
 
 void progress(const std::string& message) {
   if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K" << message << std::flush;
@@ -46,14 +108,28 @@ void CommonOptions::add_to(CLI::App& app) {
   app.add_option("--backend", backend, "cpu|cuda")->check(CLI::IsMember({"cpu", "cuda"}))->capture_default_str();
   app.add_option("--dtype", dtype, "fp32|bf16|fp16 [fp32 on cpu, bf16 on cuda]")
       ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
-  app.add_option("--threads", threads, "CPU threads (0: all hardware threads)")->capture_default_str();
-  app.add_option("--seed", seed, "workload seed")->capture_default_str();
+  // Numbers go through the strict parsers above: the whole text, range-checked.
+  auto int_flag = [&app](const char* flag, std::int64_t* out, std::int64_t lo, std::int64_t hi,
+                         const std::string& help) {
+    app.add_option_function<std::string>(
+        flag, [out, flag, lo, hi](const std::string& text) { *out = parse_int_flag(flag, text, lo, hi); },
+        help + " [" + std::to_string(*out) + "]");
+  };
+  app.add_option_function<std::string>(
+      "--threads",
+      [this](const std::string& text) {
+        threads = static_cast<int>(parse_int_flag("--threads", text, 0, kMaxInt));
+      },
+      "CPU threads, any positive number (0: all hardware threads) [0]");
+  app.add_option_function<std::string>(
+      "--seed", [this](const std::string& text) { seed = parse_u64_flag("--seed", text); },
+      "workload seed, 0 .. 2^64-1 [0]");
   app.add_flag("--json", json, "end stdout with one JSON object");
   app.add_flag("--check-finite", check_finite, "reject NaN/Inf in q, k, v (docs/SPEC.md section 6)");
-  app.add_option("--seq-len", seq_len, "generated workload: tokens")->capture_default_str();
-  app.add_option("--heads", heads, "generated workload: query heads")->capture_default_str();
-  app.add_option("--kv-heads", kv_heads, "generated workload: KV heads")->capture_default_str();
-  app.add_option("--head-dim", head_dim, "generated workload: head_dim")->capture_default_str();
+  int_flag("--seq-len", &seq_len, 0, kMaxSeqLen, "generated workload: tokens, 0 .. 2^30");
+  int_flag("--heads", &heads, 1, kMaxHeads, "generated workload: query heads");
+  int_flag("--kv-heads", &kv_heads, 1, kMaxHeads, "generated workload: KV heads");
+  int_flag("--head-dim", &head_dim, 1, kMaxHeadDim, "generated workload: head_dim");
   app.add_option("--workload", workload, "generated workload: random|structured")
       ->check(CLI::IsMember({"random", "structured", "ones", "arange"}))
       ->capture_default_str();
@@ -79,7 +155,7 @@ void load_inputs(const CommonOptions& o, Inputs& in) {
   const DType dtype = o.resolved_dtype();
   in.device = o.device();
   if (!o.input.empty()) {
-    progress("reading " + o.input);
+    progress("reading " + printable(o.input, 256));
     safetensors::QkvFile f = safetensors::read_qkv(o.input);
     in.host = testing::workload_from_tensors(f.dtype, f.tokens(), f.num_qo_heads(), f.num_kv_heads(),
                                              f.head_dim(), f.q.data.data(), f.k.data.data(),
@@ -90,11 +166,14 @@ void load_inputs(const CommonOptions& o, Inputs& in) {
       in.host.v = convert(in.host.v, f.dtype, dtype);
       in.host.spec.dtype = dtype;
     }
-    in.description = o.input;
+    in.description = printable(o.input, 256);
   } else {
     testing::WorkloadSpec spec;
-    if (o.seq_len < 0 || o.seq_len > (1ll << 30)) {
+    if (o.seq_len < 0 || o.seq_len > kMaxSeqLen) {
       fail("--seq-len = ", o.seq_len, ", expected 0 .. 2^30");
+    }
+    if (o.heads % o.kv_heads != 0) {
+      fail("--heads = ", o.heads, " is not a multiple of --kv-heads = ", o.kv_heads);
     }
     spec.seq_lens = {static_cast<std::int32_t>(o.seq_len)};
     spec.num_qo_heads = o.heads;

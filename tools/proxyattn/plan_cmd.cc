@@ -2,7 +2,9 @@
 // blocks as JSON and, with --png, as a heatmap.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
+#include <system_error>
 #include <sstream>
 
 #include "tools/proxyattn/cli.h"
@@ -17,17 +19,14 @@ std::vector<int> parse_heads(const std::string& list, std::int64_t num_heads) {
     for (std::int64_t h = 0; h < std::min<std::int64_t>(num_heads, 4); ++h) heads.push_back(static_cast<int>(h));
     return heads;
   }
-  std::stringstream ss(list);
-  std::string item;
-  while (std::getline(ss, item, ',')) {
-    int h = -1;
-    try {
-      h = std::stoi(item);
-    } catch (const std::exception&) {
-      fail("--show-heads item '", item, "', expected a head index");
-    }
-    if (h < 0 || h >= num_heads) fail("--show-heads item ", h, ", expected 0 .. ", num_heads - 1);
-    heads.push_back(h);
+  // Every comma-separated item whole: "1x", " 1", "", "-0" and "0x3" are errors, not 1 or 0.
+  std::size_t begin = 0;
+  while (true) {
+    const std::size_t end = std::min(list.find(',', begin), list.size());
+    const std::string item = list.substr(begin, end - begin);
+    heads.push_back(static_cast<int>(parse_int_flag("--show-heads item", item, 0, num_heads - 1)));
+    if (end == list.size()) break;
+    begin = end + 1;
   }
   return heads;
 }
@@ -37,6 +36,25 @@ std::vector<int> parse_heads(const std::string& list, std::int64_t num_heads) {
 int run_plan(const CommonOptions& o, const std::string& png, const std::string& show_heads,
              const std::string& density_png) {
   const Config config = o.config();
+  // Outputs are checked before the work (the writers themselves write atomically).
+  for (const std::string* path : {&png, &density_png}) {
+    if (path->empty()) continue;
+    const std::filesystem::path parent = std::filesystem::path(*path).parent_path();
+    std::error_code error;
+    if (!parent.empty() && !std::filesystem::is_directory(parent, error)) {
+      fail("output '", printable(*path, 256), "': folder '", printable(parent.string(), 256),
+           "' does not exist");
+    }
+    const std::filesystem::file_status status = std::filesystem::symlink_status(*path, error);
+    if (std::filesystem::exists(status) && !std::filesystem::is_regular_file(status)) {
+      // A folder, a device such as /dev/full, a link: a rename over it would destroy it.
+      fail("output '", printable(*path, 256), "' exists and is not a regular file");
+    }
+  }
+  if (!png.empty() && png == density_png) {
+    fail("--png and --density-png name the same file '", printable(png, 256), "'");
+  }
+  if (png.empty() && !show_heads.empty()) fail("--show-heads needs --png");
   Inputs in;
   load_inputs(o, in);
   const std::vector<int> heads = parse_heads(show_heads, in.host.spec.num_qo_heads);
@@ -77,13 +95,14 @@ int run_plan(const CommonOptions& o, const std::string& png, const std::string& 
   std::printf("  density (weighted by causal blocks): %.4f\n", stats.density_weighted);
   if (!png.empty()) {
     write_plan_png(png, hp.plan, heads);
-    std::printf("  wrote %s (heads", png.c_str());
+    std::printf("  wrote %s (heads", printable(png, 256).c_str());
     for (int h : heads) std::printf(" %d", h);
     std::printf(")\n");
   }
   if (!density_png.empty()) {
     write_density_png(density_png, std::vector<float>(hp.plan.density, hp.plan.density + H));
-    std::printf("  wrote %s (density of heads 0 .. %lld, sequence 0)\n", density_png.c_str(),
+    std::printf("  wrote %s (density of heads 0 .. %lld, sequence 0)\n",
+                printable(density_png, 256).c_str(),
                 static_cast<long long>(H - 1));
   }
   if (o.json) {
