@@ -20,8 +20,6 @@
 
 namespace proxyattn::cli {
 
-namespace {
-
 /// The demo's documented config: 64-token blocks, gamma 0.85, budgets of at least 256 tokens,
 /// proxy stride 8 (a cheaper plan; the shipped model's heads are broad, see its model card).
 Config demo_config() {
@@ -32,6 +30,8 @@ Config demo_config() {
   c.min_budget_tokens = 256;
   return c;
 }
+
+namespace {
 
 std::vector<std::string> lines(std::string_view text) {
   std::vector<std::string> out;

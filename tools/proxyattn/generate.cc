@@ -46,7 +46,8 @@ std::string shipped_model_dir() {
   return std::string(demo_data::kSourceDir) + "/" + relative;
 }
 
-void ModelOptions::add_to(CLI::App& app, const std::string& model_default) {
+void ModelOptions::add_to(CLI::App& app, const std::string& model_default,
+                          const Config& defaults) {
   auto* opt = app.add_option("--model", model_dir, "model directory (config.json, *.safetensors, "
                                                    "tokenizer.model)");
   if (model_default.empty()) {
@@ -55,7 +56,6 @@ void ModelOptions::add_to(CLI::App& app, const std::string& model_default) {
     model_dir = model_default;
     opt->capture_default_str();
   }
-  const Config defaults;
   for (const ConfigField& f : config_fields()) {
     std::string help = f.help;
     help += " [" + get_config_field(defaults, f.name) + "]";
@@ -185,7 +185,7 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
 
   CLI::App* demo = app.add_subcommand(
       "demo", "the shipped model answers a long held-out prompt, dense then ProxyAttn");
-  cmds.demo.model.add_to(*demo, shipped_model_dir());
+  cmds.demo.model.add_to(*demo, shipped_model_dir(), demo_config());
   demo->add_option("--out", cmds.demo.out_dir, "folder for demo-blocks.png")->capture_default_str();
   demo->add_flag("--short", cmds.demo.short_form, "a short prompt (a quick smoke test)");
   demo->add_option("--repeats", cmds.demo.repeats, "prefills per mode for the times (medians)")

@@ -26,9 +26,10 @@ struct ModelOptions {
   int threads = 0;
   bool json = false;
 
-  /// \brief Adds --model (required unless model_default is non-empty), the config flags,
-  /// --threads and --json.
-  void add_to(CLI::App& app, const std::string& model_default = "");
+  /// \brief Adds --model (required unless model_default is non-empty), the config flags (their
+  /// help showing defaults), --threads and --json.
+  void add_to(CLI::App& app, const std::string& model_default = "",
+              const Config& defaults = Config{});
   /// \brief defaults with the given config flags applied, validated.
   Config config(Config defaults = Config{}) const;
   /// \brief The forward's options for one attention mode.
@@ -73,6 +74,9 @@ struct ModelCommands {
 
 /// \brief Registers generate, eval and demo as subcommands of app. cmds must outlive parsing.
 void add_model_commands(CLI::App& app, ModelCommands& cmds);
+
+/// \brief The demo's ProxyAttn config: block 64, stride 8, gamma 0.85, min budget 256 tokens.
+Config demo_config();
 
 /// \brief The model shipped with the sources (models/pa-tiny-8k): the relative path when it
 /// exists there, else the source tree's copy.
