@@ -224,7 +224,9 @@ inline float key_value(const std::uint16_t* k, int c) { return bf16_bits_to_floa
 // row vectors = 24 accumulators.
 template <int RV, typename KT>
 void stats_item(const StatsItem& it) {
-  constexpr int KR = RV == 8 ? 2 : 24 / RV;  // accumulators + RV Q vectors + 1 <= 32 zmm
+  // Keys per step: 24 accumulators with the row vectors in registers (RV < 4), else 16 with KR
+  // broadcasts and one Q vector at a time (more spills under GCC 12).
+  constexpr int KR = RV < 4 ? 24 / RV : 16 / RV;
   const int d = it.head_dim, rp = it.rows_pad;
   const auto* qp = static_cast<const float*>(it.q_packed);  // [d][rp]
   const auto* k = static_cast<const KT*>(it.k);
@@ -242,10 +244,17 @@ void stats_item(const StatsItem& it) {
       continue;
     }
     const int nk = static_cast<int>(min_i64(it.key_block, last - u0));
+    stats_begin(rp, bmax, bsum);
     for (int i = 0; i < nk; i += KR) {
       const KT* krow[KR];
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) krow[j] = k + min_i64(u0 + i + j, last - 1) * it.k_stride;
+      // K rows are read in place (strided, from L3 or memory): fetch those of a later step now.
+      for (int j = 0; j < KR; ++j) {
+        const char* ahead = reinterpret_cast<const char*>(
+            k + min_i64(u0 + i + j + kPrefetchKeys, last - 1) * it.k_stride);
+        for (int byte = 0; byte < d * static_cast<int>(sizeof(KT)); byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
+      }
       __m512 acc[KR][RV];
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) {
@@ -253,23 +262,44 @@ void stats_item(const StatsItem& it) {
         for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_setzero_ps();
       }
       for (int c = 0; c < d; ++c) {
-        __m512 qv[RV];
+        if constexpr (RV < 4) {  // few row vectors: keep them in registers, one key at a time
+          __m512 qv[RV];
 #pragma GCC unroll 32
-        for (int v = 0; v < RV; ++v) qv[v] = _mm512_load_ps(qp + c * rp + 16 * v);
+          for (int v = 0; v < RV; ++v) qv[v] = _mm512_load_ps(qp + c * rp + 16 * v);
 #pragma GCC unroll 32
-        for (int j = 0; j < KR; ++j) {
-          const __m512 kv = _mm512_set1_ps(key_value(krow[j], c));
+          for (int j = 0; j < KR; ++j) {
+            const __m512 kv = _mm512_set1_ps(key_value(krow[j], c));
 #pragma GCC unroll 32
-          for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_fmadd_ps(kv, qv[v], acc[j][v]);
+            for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_fmadd_ps(kv, qv[v], acc[j][v]);
+          }
+          continue;
+        }
+        // KR key broadcasts, then each Q vector loaded once and used KR times.
+        __m512 kv[KR];
+#pragma GCC unroll 32
+        for (int j = 0; j < KR; ++j) kv[j] = _mm512_set1_ps(key_value(krow[j], c));
+#pragma GCC unroll 32
+        for (int v = 0; v < RV; ++v) {
+          const __m512 qv = _mm512_load_ps(qp + c * rp + 16 * v);
+#pragma GCC unroll 32
+          for (int j = 0; j < KR; ++j) acc[j][v] = _mm512_fmadd_ps(kv[j], qv, acc[j][v]);
         }
       }
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) {
 #pragma GCC unroll 32
-        for (int v = 0; v < RV; ++v) _mm512_store_ps(it.tile + (i + j) * rp + 16 * v, acc[j][v]);
+        for (int v = 0; v < RV; ++v) {
+          _mm512_store_ps(it.tile + ((i % kStatsChunk) + j) * rp + 16 * v, acc[j][v]);
+        }
+      }
+      // Fold each full tile of kStatsChunk keys (and the block's last, partial one).
+      const int done = i + KR;
+      if (done % kStatsChunk == 0 || done >= nk) {
+        const int c0 = (done - 1) / kStatsChunk * kStatsChunk;
+        tile_stats<RV>(it, it.tile, u0 + c0, min_int(done, nk) - c0, bmax, bsum);
       }
     }
-    tile_stats<RV>(it, it.tile, u0, nk, bmax, bsum);
+    stats_end(it, bmax);
   }
 }
 

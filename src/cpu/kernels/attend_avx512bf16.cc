@@ -252,7 +252,9 @@ namespace {
 // Logit tiles by vdpbf16ps: S^T[key][16 rows] += bcast(K[key][2p, 2p+1]) . Qp[p][16 rows][2].
 template <int RV>
 void stats_item(const StatsItem& it) {
-  constexpr int KR = RV == 8 ? 2 : 24 / RV;  // accumulators + RV Q vectors + 1 <= 32 zmm
+  // Keys per step: 24 accumulators with the row vectors in registers (RV < 4), else 16 with KR
+  // broadcasts and one Q vector at a time (more spills under GCC 12).
+  constexpr int KR = RV < 4 ? 24 / RV : 16 / RV;
   const int d = it.head_dim, rp = it.rows_pad;
   const auto* qp = static_cast<const std::uint16_t*>(it.q_packed);  // [d/2][rp][2]
   const auto* k = static_cast<const std::uint16_t*>(it.k);
@@ -270,10 +272,17 @@ void stats_item(const StatsItem& it) {
       continue;
     }
     const int nk = static_cast<int>(min_i64(it.key_block, last - u0));
+    stats_begin(rp, bmax, bsum);
     for (int i = 0; i < nk; i += KR) {
       const std::uint16_t* krow[KR];
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) krow[j] = k + min_i64(u0 + i + j, last - 1) * it.k_stride;
+      // K rows are read in place (strided, from L3 or memory): fetch those of a later step now.
+      for (int j = 0; j < KR; ++j) {
+        const char* ahead = reinterpret_cast<const char*>(
+            k + min_i64(u0 + i + j + kPrefetchKeys, last - 1) * it.k_stride);
+        for (int byte = 0; byte < d * 2; byte += 64) _mm_prefetch(ahead + byte, _MM_HINT_T0);
+      }
       __m512 acc[KR][RV];
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) {
@@ -281,25 +290,47 @@ void stats_item(const StatsItem& it) {
         for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_setzero_ps();
       }
       for (int p = 0; p < d / 2; ++p) {
-        __m512bh qv[RV];
+        if constexpr (RV < 4) {  // few row vectors: keep them in registers, one key at a time
+          __m512bh qv[RV];
+#pragma GCC unroll 32
+          for (int v = 0; v < RV; ++v) {
+            qv[v] = (__m512bh)_mm512_load_si512(qp + (static_cast<std::size_t>(p) * rp + 16 * v) * 2);
+          }
+#pragma GCC unroll 32
+          for (int j = 0; j < KR; ++j) {
+            const __m512bh kv = bcast_pair(krow[j] + 2 * p);
+#pragma GCC unroll 32
+            for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], kv, qv[v]);
+          }
+          continue;
+        }
+        // KR key broadcasts, then each Q vector loaded once and used KR times.
+        __m512bh kv[KR];
+#pragma GCC unroll 32
+        for (int j = 0; j < KR; ++j) kv[j] = bcast_pair(krow[j] + 2 * p);
 #pragma GCC unroll 32
         for (int v = 0; v < RV; ++v) {
-          qv[v] = (__m512bh)_mm512_load_si512(qp + (static_cast<std::size_t>(p) * rp + 16 * v) * 2);
-        }
+          const __m512bh qv =
+              (__m512bh)_mm512_load_si512(qp + (static_cast<std::size_t>(p) * rp + 16 * v) * 2);
 #pragma GCC unroll 32
-        for (int j = 0; j < KR; ++j) {
-          const __m512bh kv = bcast_pair(krow[j] + 2 * p);
-#pragma GCC unroll 32
-          for (int v = 0; v < RV; ++v) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], kv, qv[v]);
+          for (int j = 0; j < KR; ++j) acc[j][v] = _mm512_dpbf16_ps(acc[j][v], kv[j], qv);
         }
       }
 #pragma GCC unroll 32
       for (int j = 0; j < KR; ++j) {
 #pragma GCC unroll 32
-        for (int v = 0; v < RV; ++v) _mm512_store_ps(it.tile + (i + j) * rp + 16 * v, acc[j][v]);
+        for (int v = 0; v < RV; ++v) {
+          _mm512_store_ps(it.tile + ((i % kStatsChunk) + j) * rp + 16 * v, acc[j][v]);
+        }
+      }
+      // Fold each full tile of kStatsChunk keys (and the block's last, partial one).
+      const int done = i + KR;
+      if (done % kStatsChunk == 0 || done >= nk) {
+        const int c0 = (done - 1) / kStatsChunk * kStatsChunk;
+        tile_stats<RV>(it, it.tile, u0 + c0, min_int(done, nk) - c0, bmax, bsum);
       }
     }
-    tile_stats<RV>(it, it.tile, u0, nk, bmax, bsum);
+    stats_end(it, bmax);
   }
 }
 

@@ -141,38 +141,69 @@ inline void sink_float(float x) {
 namespace proxyattn::cpu::kernels {
 namespace {
 
-// Second half of the logit statistics (kernels.h, StatsItem): from the tile of logits
-// [nk][rows_pad] (raw dot products, keys u0..u0+nk-1), the visible-lane max and sum of exp.
+// Keys per logit tile of the statistics kernels: a multiple of every keys-per-step count (2, 6,
+// 12, 24), and small enough that the tile (kStatsChunk x 128 rows x 4 bytes = 12 KB) and the
+// packed Q rows (32 KB at head_dim 128) stay in L1 together.
+constexpr int kStatsChunk = 24;
+
+// How many keys ahead the statistics kernels prefetch K rows.
+constexpr int kPrefetchKeys = 8;
+
+// Second half of the logit statistics (kernels.h, StatsItem): folds one tile of logits
+// [nk][rows_pad] (raw dot products, keys u0..u0+nk-1) into the running per-row max m (raw dot
+// units) and sum s of exp(scale * (x - m)) of the current key block, over visible lanes only.
 template <int RV>
-inline void tile_stats(const StatsItem& it, const float* tile, std::int64_t u0, int nk,
-                       float* bmax, float* bsum) {
-  const float c = it.scale * kLog2e;
+inline void tile_stats(const StatsItem& it, const float* tile, std::int64_t u0, int nk, float* m,
+                       float* s) {
+  const __m512 vc = _mm512_set1_ps(it.scale * kLog2e);
+  const __m512 neg_inf = _mm512_set1_ps(kNegInf);
 #pragma GCC unroll 8
   for (int v = 0; v < RV; ++v) {
     const __mmask16 live = prefix_mask(it.rows - 16 * v);
-    __m512 mx = _mm512_set1_ps(kNegInf);
-    for (int i = 0; i < nk; ++i) {
-      // Row r = 16 v + lane sees key u0 + i iff r >= u0 + i - row0.
+    // Row r = 16 v + lane sees key u0 + i iff lane >= u0 + i - row0 - 16 v; when the tile's last
+    // key is visible to lane 0 every live lane sees the whole tile.
+    const bool whole = u0 + nk - 1 - it.row0 - 16 * v <= 0;
+    auto visible = [&](int i) -> __mmask16 {
+      if (whole) return live;
       const std::int64_t thr = u0 + i - it.row0 - 16 * v;
-      const __mmask16 k = static_cast<__mmask16>(
+      return static_cast<__mmask16>(
           live & ~prefix_mask(static_cast<int>(max_i64(-1, min_i64(thr, 16)))));
-      mx = _mm512_mask_max_ps(mx, k, mx, _mm512_load_ps(tile + i * it.rows_pad + 16 * v));
+    };
+    __m512 mx = neg_inf;
+    for (int i = 0; i < nk; ++i) {
+      mx = _mm512_mask_max_ps(mx, visible(i), mx, _mm512_load_ps(tile + i * it.rows_pad + 16 * v));
     }
-    // m in log2 units; rows that see nothing keep -inf and sum 0.
-    const __mmask16 any = _mm512_cmp_ps_mask(mx, _mm512_set1_ps(kNegInf), _CMP_NEQ_UQ);
-    const __m512 m2 = _mm512_maskz_mul_ps(any, mx, _mm512_set1_ps(c));
-    const __m512 vc = _mm512_set1_ps(c);
+    const __m512 m_old = _mm512_load_ps(m + 16 * v);
+    const __m512 m_new = _mm512_max_ps(m_old, mx);  // a NaN in mx is kept (second operand)
+    // Lanes that have seen no key yet keep -inf and 0 (and never compute -inf - -inf).
+    const __mmask16 any = _mm512_cmp_ps_mask(m_new, neg_inf, _CMP_NEQ_UQ);
+    const __m512 m2 = _mm512_maskz_mul_ps(any, m_new, vc);
+    const __m512 alpha = _mm512_mask_blend_ps(
+        any, _mm512_set1_ps(1.0f), exp2_ps(_mm512_fmsub_ps(m_old, vc, m2)));
     __m512 sum = _mm512_setzero_ps();
     for (int i = 0; i < nk; ++i) {
-      const std::int64_t thr = u0 + i - it.row0 - 16 * v;
-      const __mmask16 k = static_cast<__mmask16>(
-          live & ~prefix_mask(static_cast<int>(max_i64(-1, min_i64(thr, 16)))));
       const __m512 x = _mm512_fmsub_ps(_mm512_load_ps(tile + i * it.rows_pad + 16 * v), vc, m2);
-      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(k, exp2_ps(x)));
+      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(visible(i), exp2_ps(x)));
     }
-    const __m512 natural = _mm512_mul_ps(mx, _mm512_set1_ps(it.scale));
-    _mm512_store_ps(bmax + 16 * v, _mm512_mask_blend_ps(any, _mm512_set1_ps(kNegInf), natural));
-    _mm512_store_ps(bsum + 16 * v, sum);
+    _mm512_store_ps(m + 16 * v, m_new);
+    _mm512_store_ps(s + 16 * v, _mm512_fmadd_ps(_mm512_load_ps(s + 16 * v), alpha, sum));
+  }
+}
+
+// Starts a key block's running max and sum.
+inline void stats_begin(int rows_pad, float* m, float* s) {
+  for (int r = 0; r < rows_pad; r += 16) {
+    _mm512_store_ps(m + r, _mm512_set1_ps(kNegInf));
+    _mm512_store_ps(s + r, _mm512_setzero_ps());
+  }
+}
+
+// Ends a key block: the max in natural-log units (scale * x), -inf where nothing was seen.
+inline void stats_end(const StatsItem& it, float* m) {
+  for (int r = 0; r < it.rows_pad; r += 16) {
+    const __m512 x = _mm512_load_ps(m + r);
+    const __mmask16 any = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kNegInf), _CMP_NEQ_UQ);
+    _mm512_store_ps(m + r, _mm512_mask_blend_ps(any, x, _mm512_mul_ps(x, _mm512_set1_ps(it.scale))));
   }
 }
 

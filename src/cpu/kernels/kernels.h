@@ -94,7 +94,7 @@ struct StatsItem {
   int key_block = 0;         // keys per statistics block (<= 128)
   float* bmax = nullptr;     // [ceil(n_keys / key_block)][rows_pad]
   float* bsum = nullptr;     // same
-  float* tile = nullptr;     // scratch [key_block + 32][rows_pad] floats, 64-byte aligned
+  float* tile = nullptr;     // scratch [32][rows_pad] floats, 64-byte aligned
 };
 
 using StatsFn = void (*)(const StatsItem& item);
