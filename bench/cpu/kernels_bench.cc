@@ -64,6 +64,7 @@ void report(benchmark::State& state, double flop, DType dtype, int threads, doub
   state.counters["GFLOPs"] = benchmark::Counter(flop * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   const double iters = static_cast<double>(state.iterations());
   const double rate_cpu = flop * iters / (cpu_s / threads) * 1e-9;
+  state.counters["cpu_ms"] = cpu_s / threads / iters * 1e3;  // per call
   const double p = peak(dtype, threads);
   state.counters["GFLOPs_cpu"] = rate_cpu;
   state.counters["peak_GFLOPs"] = p;
@@ -122,7 +123,7 @@ void BM_Sparse(benchmark::State& state) {
   report(state, causal_flop(n) * realized, dtype, 2, process_cpu_seconds() - cpu0);
 }
 BENCHMARK(BM_Sparse)
-    ->ArgsProduct({{1}, {8192}, {100, 30, 10, 5}})
+    ->ArgsProduct({{1}, {8192, 16384}, {100, 30, 10, 5}})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
@@ -133,12 +134,16 @@ void BM_Plan(benchmark::State& state) {
   const auto& w = workload(dtype, n);
   proxyattn::Config config;
   proxyattn::testing::Buffer ws(proxyattn::workspace_size(w.shape(), config));
+  const double cpu0 = process_cpu_seconds();
   for (auto _ : state) {
     benchmark::DoNotOptimize(proxyattn::plan(w.q_view(), w.k_view(), w.seqlens(), config,
                                              ws.workspace(), proxyattn::Runtime{2}));
   }
+  // Per call, process CPU seconds / 2 threads: compare with Dense/<dtype>/<N>/2's cpu_ms.
+  state.counters["cpu_ms"] =
+      (process_cpu_seconds() - cpu0) / 2 / static_cast<double>(state.iterations()) * 1e3;
 }
-BENCHMARK(BM_Plan)->ArgsProduct({{1}, {8192}})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_Plan)->ArgsProduct({{0, 1}, {4096, 8192, 16384}})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 
