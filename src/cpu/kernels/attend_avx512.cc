@@ -48,6 +48,69 @@ inline void pv_chunk(float* const* acc, const float* alpha, const float* const* 
   }
 }
 
+// Masked blocks: O rows = O * alpha + P V over each row's own keys [0, keys[r]) (merge-masked
+// FMA, so keys a row cannot see are never multiplied in).
+template <int R, int W>
+inline void pv_chunk_masked(float* const* acc, const float* alpha, const float* const* prow,
+                            const float* vp, int dp, int c0, int cw, const int* keys,
+                            int max_keys) {
+  __m512 o[R][W];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+    const __m512 va = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) o[r][c] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+    }
+  }
+  for (int k = 0; k < max_keys; ++k) {
+    __m512 pb[R];
+    __mmask16 live[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+      pb[r] = _mm512_set1_ps(prow[r][k]);
+      // A vector compare, not (cond ? 0xFFFF : 0): GCC 12 materializes that 0/-1 value and
+      // moves it into the mask register with kmovb, which sets only lanes 0-7.
+      live[r] = _mm512_cmplt_epi32_mask(_mm512_set1_epi32(k), _mm512_set1_epi32(keys[r]));
+    }
+    const float* v = vp + static_cast<std::size_t>(k) * dp + 16 * c0;
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) {
+        const __m512 vv = _mm512_load_ps(v + 16 * c);
+#pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) o[r][c] = _mm512_mask3_fmadd_ps(pb[r], vv, o[r][c], live[r]);
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
+    }
+  }
+}
+
+// S[r][j] += Q[r] . K over the strip; masked blocks skip key vectors j >= nvec.
+template <int R, int NKV, bool kMasked>
+inline void qk_strip(__m512 (&s)[R][NKV], const float* qrow, const float* kp, int d, int nvec) {
+  constexpr int kB = 16 * NKV;
+  for (int c = 0; c < d; ++c) {
+    __m512 qb[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) qb[r] = _mm512_set1_ps(qrow[r * d + c]);
+    const float* kc = kp + static_cast<std::size_t>(c) * kB;
+#pragma GCC unroll 32
+    for (int j = 0; j < NKV; ++j) {
+      if (kMasked && j >= nvec) continue;
+      const __m512 kv = _mm512_load_ps(kc + 16 * j);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) s[r][j] = _mm512_fmadd_ps(qb[r], kv, s[r][j]);
+    }
+  }
+}
+
 template <int R, int NKV, int kD>
 void attend_item(const AttendItem& it) {
   constexpr int kB = 16 * NKV;
@@ -103,17 +166,12 @@ void attend_item(const AttendItem& it) {
         #pragma GCC unroll 32
         for (int j = 0; j < NKV; ++j) s[r][j] = _mm512_setzero_ps();
       }
-      for (int c = 0; c < d; ++c) {
-        __m512 qb[R];
-        #pragma GCC unroll 32
-        for (int r = 0; r < R; ++r) qb[r] = _mm512_set1_ps(qrow[r * d + c]);
-        const float* kc = kp + static_cast<std::size_t>(c) * kB;
-        #pragma GCC unroll 32
-        for (int j = 0; j < NKV; ++j) {
-          const __m512 kv = _mm512_load_ps(kc + 16 * j);
-          #pragma GCC unroll 32
-          for (int r = 0; r < R; ++r) s[r][j] = _mm512_fmadd_ps(qb[r], kv, s[r][j]);
-        }
+      if (full) {
+        qk_strip<R, NKV, false>(s, qrow, kp, d, NKV);
+      } else {
+        int max_valid = 0;
+        for (int r = 0; r < R; ++r) max_valid = valid[r] > max_valid ? valid[r] : max_valid;
+        qk_strip<R, NKV, true>(s, qrow, kp, d, (max_valid + 15) / 16);
       }
       float alpha[R];
       #pragma GCC unroll 32
@@ -156,14 +214,17 @@ void attend_item(const AttendItem& it) {
           pv_chunk<R, kW>(arow, alpha, prow, vp, dp, c0, min_int(kW, nc - c0), kB);
         }
       } else {
-        #pragma GCC unroll 32
+        float* arow[R];
+        const float* prow[R];
+        int max_keys = 0;
         for (int r = 0; r < R; ++r) {
-          if (valid[r] == 0) continue;
-          float* arow[1] = {acc + (r0 + r) * dp};
-          const float* prow[1] = {pbuf + r * kB};
-          for (int c0 = 0; c0 < nc; c0 += 8) {
-            pv_chunk<1, 8>(arow, &alpha[r], prow, vp, dp, c0, min_int(8, nc - c0), valid[r]);
-          }
+          arow[r] = acc + (r0 + r) * dp;
+          prow[r] = pbuf + r * kB;
+          max_keys = valid[r] > max_keys ? valid[r] : max_keys;
+        }
+        for (int c0 = 0; c0 < nc; c0 += kW) {
+          pv_chunk_masked<R, kW>(arow, alpha, prow, vp, dp, c0, min_int(kW, nc - c0), valid,
+                                 max_keys);
         }
       }
     }

@@ -70,6 +70,71 @@ inline void pv_chunk(float* const* acc, const float* alpha, const std::uint16_t*
   }
 }
 
+// Masked blocks: O rows = O * alpha + P V over each row's own full key pairs [0, pairs[r]) (merge-
+// masked vdpbf16ps, so keys a row cannot see are never multiplied in); odd tails come after.
+template <int R, int W>
+inline void pv_chunk_masked(float* const* acc, const float* alpha, const std::uint16_t* const* prow,
+                            const std::uint16_t* vp, int dp, int c0, int cw, const int* pairs,
+                            int max_pairs) {
+  __m512 o[R][W];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+    const __m512 va = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) o[r][c] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+    }
+  }
+  for (int j = 0; j < max_pairs; ++j) {
+    __m512bh pb[R];
+    __mmask16 live[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) {
+      pb[r] = bcast_pair(prow[r] + 2 * j);
+      // A vector compare, not (cond ? 0xFFFF : 0): GCC 12 materializes that 0/-1 value and
+      // moves it into the mask register with kmovb, which sets only lanes 0-7.
+      live[r] = _mm512_cmplt_epi32_mask(_mm512_set1_epi32(j), _mm512_set1_epi32(pairs[r]));
+    }
+    const std::uint16_t* v = vp + (static_cast<std::size_t>(j) * dp + 16 * c0) * 2;
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) {
+        const __m512bh vv = (__m512bh)_mm512_load_si512(v + 32 * c);
+#pragma GCC unroll 32
+        for (int r = 0; r < R; ++r) o[r][c] = _mm512_mask_dpbf16_ps(o[r][c], live[r], pb[r], vv);
+      }
+    }
+  }
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
+    }
+  }
+}
+
+// S[r][j] += Q[r] . K over the strip; masked blocks skip key vectors j >= nvec (keys no row of
+// the strip can see: their scores stay 0 and are masked by the softmax).
+template <int R, int NKV, bool kMasked>
+inline void qk_strip(__m512 (&s)[R][NKV], const std::uint16_t* const* qrow,
+                     const std::uint16_t* kp, int d, int nvec) {
+  constexpr int kB = 16 * NKV;
+  for (int p = 0; p < d / 2; ++p) {
+    __m512bh qb[R];
+#pragma GCC unroll 32
+    for (int r = 0; r < R; ++r) qb[r] = bcast_pair(qrow[r] + 2 * p);
+    const std::uint16_t* kpp = kp + static_cast<std::size_t>(p) * kB * 2;
+#pragma GCC unroll 32
+    for (int j = 0; j < NKV; ++j) {
+      if (kMasked && j >= nvec) continue;
+      const __m512bh kv = (__m512bh)_mm512_load_si512(kpp + 32 * j);
+#pragma GCC unroll 32
+      for (int r = 0; r < R; ++r) s[r][j] = _mm512_dpbf16_ps(s[r][j], qb[r], kv);
+    }
+  }
+}
+
 template <int R, int NKV, int kD>
 void attend_item(const AttendItem& it) {
   constexpr int kB = 16 * NKV;
@@ -119,17 +184,12 @@ void attend_item(const AttendItem& it) {
         #pragma GCC unroll 32
         for (int j = 0; j < NKV; ++j) s[r][j] = _mm512_setzero_ps();
       }
-      for (int p = 0; p < d / 2; ++p) {
-        __m512bh qb[R];
-        #pragma GCC unroll 32
-        for (int r = 0; r < R; ++r) qb[r] = bcast_pair(qrow[r] + 2 * p);
-        const std::uint16_t* kpp = kp + static_cast<std::size_t>(p) * kB * 2;
-        #pragma GCC unroll 32
-        for (int j = 0; j < NKV; ++j) {
-          const __m512bh kv = (__m512bh)_mm512_load_si512(kpp + 32 * j);
-          #pragma GCC unroll 32
-          for (int r = 0; r < R; ++r) s[r][j] = _mm512_dpbf16_ps(s[r][j], qb[r], kv);
-        }
+      if (full) {
+        qk_strip<R, NKV, false>(s, qrow, kp, d, NKV);
+      } else {
+        int max_valid = 0;
+        for (int r = 0; r < R; ++r) max_valid = valid[r] > max_valid ? valid[r] : max_valid;
+        qk_strip<R, NKV, true>(s, qrow, kp, d, (max_valid + 15) / 16);
       }
       // Online softmax per row; P to bf16.
       float alpha[R];
@@ -179,14 +239,28 @@ void attend_item(const AttendItem& it) {
           pv_chunk<R, kW>(arow, alpha, prow, vp, dp, c0, min_int(kW, nc - c0), kB / 2, false);
         }
       } else {
-        #pragma GCC unroll 32
+        float* arow[R];
+        const std::uint16_t* prow[R];
+        int pairs[R];
+        int max_pairs = 0;
         for (int r = 0; r < R; ++r) {
-          if (valid[r] == 0) continue;
-          float* arow[1] = {acc + (r0 + r) * dp};
-          const std::uint16_t* prow[1] = {pbuf + r * kB};
+          arow[r] = acc + (r0 + r) * dp;
+          prow[r] = pbuf + r * kB;
+          pairs[r] = valid[r] / 2;
+          max_pairs = pairs[r] > max_pairs ? pairs[r] : max_pairs;
+        }
+        for (int c0 = 0; c0 < nc; c0 += kW) {
+          pv_chunk_masked<R, kW>(arow, alpha, prow, vp, dp, c0, min_int(kW, nc - c0), pairs,
+                                 max_pairs);
+        }
+        // A row with an odd key count: its last key, with the pair partner's V half zeroed.
+        const float one = 1.0f;
+        for (int r = 0; r < R; ++r) {
+          if ((valid[r] & 1) == 0) continue;
+          const std::uint16_t* ptail[1] = {prow[r] + 2 * pairs[r]};
+          const std::uint16_t* vtail = vp + static_cast<std::size_t>(pairs[r]) * dp * 2;
           for (int c0 = 0; c0 < nc; c0 += 8) {
-            pv_chunk<1, 8>(arow, &alpha[r], prow, vp, dp, c0, min_int(8, nc - c0), valid[r] / 2,
-                           (valid[r] & 1) != 0);
+            pv_chunk<1, 8>(&arow[r], &one, ptail, vtail, dp, c0, min_int(8, nc - c0), 0, true);
           }
         }
       }

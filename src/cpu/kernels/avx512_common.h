@@ -43,9 +43,8 @@ inline __m512 exp2_ps(__m512 x) {
 
 // Lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
 inline __mmask16 prefix_mask(int n) {
-  if (n <= 0) return 0;
-  if (n >= 16) return 0xFFFF;
-  return static_cast<__mmask16>((1u << n) - 1u);
+  const unsigned bits = n <= 0 ? 0u : n >= 16 ? 0xFFFFu : (1u << n) - 1u;
+  return _cvtu32_mask16(bits);  // kmovw (GCC 12 may otherwise pick kmovb for 0/-1 values)
 }
 
 inline int min_int(int a, int b) { return a < b ? a : b; }
