@@ -1,5 +1,7 @@
 // tests/runner_test.cc: the model runner against a plain reference forward, the shipped model's
 // answers dense and ProxyAttn, and the checkpoint loader on bad inputs.
+#include "proxyattn/runner/runner.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -12,7 +14,6 @@
 #include <vector>
 
 #include "proxyattn/runner/model.h"
-#include "proxyattn/runner/runner.h"
 #include "proxyattn/runner/tokenizer.h"
 #include "proxyattn/safetensors.h"
 #include "proxyattn/types.h"
@@ -22,14 +23,16 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// --- a tiny random model ---------------------------------------------------------------------------
+// --- a tiny random model
+// ---------------------------------------------------------------------------
 
 ModelConfig tiny_config(bool bias, bool tied, const std::string& rope) {
   std::string json = R"({"model_type": ")" + std::string(bias ? "qwen2" : "llama") + R"(",
     "vocab_size": 61, "hidden_size": 32, "intermediate_size": 40, "num_hidden_layers": 2,
     "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 8,
     "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 500.0,
-    "tie_word_embeddings": )" + std::string(tied ? "true" : "false") +
+    "tie_word_embeddings": )" +
+                     std::string(tied ? "true" : "false") +
                      R"(, "bos_token_id": 1, "eos_token_id": [2, 3])";
   if (rope == "llama3") {
     json += R"(, "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
@@ -48,7 +51,8 @@ std::vector<float> random_vector(std::size_t n, std::mt19937& rng, float scale, 
 
 Model tiny_model(const ModelConfig& c, unsigned seed) {
   std::mt19937 rng(seed);
-  const auto D = static_cast<std::size_t>(c.hidden_size), F = static_cast<std::size_t>(c.intermediate_size);
+  const auto D = static_cast<std::size_t>(c.hidden_size),
+             F = static_cast<std::size_t>(c.intermediate_size);
   const auto qo = static_cast<std::size_t>(c.num_qo_heads * c.head_dim);
   const auto kv = static_cast<std::size_t>(c.num_kv_heads * c.head_dim);
   const auto V = static_cast<std::size_t>(c.vocab_size);
@@ -78,9 +82,10 @@ Model tiny_model(const ModelConfig& c, unsigned seed) {
   return m;
 }
 
-// --- the plain reference forward ------------------------------------------------------------------
-// Naive loops in scalar type T over the whole prompt: per-layer outputs [T, D] and the last logits.
-// The RoPE angles are the runner's tables (the fp32 angles of the reference implementation).
+// --- the plain reference forward
+// ------------------------------------------------------------------ Naive loops in scalar type T
+// over the whole prompt: per-layer outputs [T, D] and the last logits. The RoPE angles are the
+// runner's tables (the fp32 angles of the reference implementation).
 template <typename T>
 struct RefOutput {
   std::vector<std::vector<T>> layers;
@@ -158,13 +163,15 @@ RefOutput<T> reference_forward(const Model& m, const std::vector<std::int32_t>& 
         T mx = -INFINITY, sum = 0;
         for (std::int64_t u = 0; u <= t; ++u) {
           T dot = 0;
-          for (std::int64_t i = 0; i < d; ++i) dot += q[(t * Hq + hq) * d + i] * k[(u * Hkv + g) * d + i];
+          for (std::int64_t i = 0; i < d; ++i)
+            dot += q[(t * Hq + hq) * d + i] * k[(u * Hkv + g) * d + i];
           s[u] = dot * scale;
           mx = std::max(mx, s[u]);
         }
         for (std::int64_t u = 0; u <= t; ++u) sum += (s[u] = std::exp(s[u] - mx));
         for (std::int64_t u = 0; u <= t; ++u) {
-          for (std::int64_t i = 0; i < d; ++i) a[(t * Hq + hq) * d + i] += s[u] / sum * v[(u * Hkv + g) * d + i];
+          for (std::int64_t i = 0; i < d; ++i)
+            a[(t * Hq + hq) * d + i] += s[u] / sum * v[(u * Hkv + g) * d + i];
         }
       }
     }
@@ -266,14 +273,16 @@ TEST(RunnerReference, ProxyAttentionRunsAndReportsDensity) {
   hooks.on_plan = [&](std::int64_t, const Plan&) { ++plans; };
   Session s(m, options, 400);
   PrefillStats stats;
-  const std::vector<float> logits = s.prefill(random_tokens(400, m.config.vocab_size, 11), &stats, hooks);
+  const std::vector<float> logits =
+      s.prefill(random_tokens(400, m.config.vocab_size, 11), &stats, hooks);
   EXPECT_EQ(plans, 2);
   ASSERT_EQ(stats.density.size(), 2u);
   for (double d : stats.density) EXPECT_TRUE(d > 0.0 && d <= 1.0) << d;
   for (float v : logits) EXPECT_TRUE(std::isfinite(v));
 }
 
-// --- the shipped model ------------------------------------------------------------------------------
+// --- the shipped model
+// ------------------------------------------------------------------------------
 
 const std::string kModelDir = std::string(PROXYATTN_SOURCE_DIR) + "/models/pa-tiny-8k";
 
@@ -305,14 +314,16 @@ TEST(RunnerShippedModel, ShortPromptSameAnswerDenseAndProxy) {
   EXPECT_LT(gp.prefill.mean_density(), 1.0);
 }
 
-// --- bad checkpoints --------------------------------------------------------------------------------
+// --- bad checkpoints
+// --------------------------------------------------------------------------------
 
 class BadCheckpoint : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("proxyattn_runner_test_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) +
-            "_" + ::testing::UnitTest::GetInstance()->current_test_info()->name());
+           ("proxyattn_runner_test_" +
+            std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+            ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
   }
@@ -344,11 +355,16 @@ class BadCheckpoint : public ::testing::Test {
   // The complete weights of kConfig.
   static std::vector<safetensors::Tensor> good_tensors() {
     const std::string p = "model.layers.0.";
-    return {tensor("model.embed_tokens.weight", {8, 4}), tensor("model.norm.weight", {4}),
-            tensor(p + "input_layernorm.weight", {4}), tensor(p + "post_attention_layernorm.weight", {4}),
-            tensor(p + "self_attn.q_proj.weight", {4, 4}), tensor(p + "self_attn.k_proj.weight", {2, 4}),
-            tensor(p + "self_attn.v_proj.weight", {2, 4}), tensor(p + "self_attn.o_proj.weight", {4, 4}),
-            tensor(p + "mlp.gate_proj.weight", {6, 4}), tensor(p + "mlp.up_proj.weight", {6, 4}),
+    return {tensor("model.embed_tokens.weight", {8, 4}),
+            tensor("model.norm.weight", {4}),
+            tensor(p + "input_layernorm.weight", {4}),
+            tensor(p + "post_attention_layernorm.weight", {4}),
+            tensor(p + "self_attn.q_proj.weight", {4, 4}),
+            tensor(p + "self_attn.k_proj.weight", {2, 4}),
+            tensor(p + "self_attn.v_proj.weight", {2, 4}),
+            tensor(p + "self_attn.o_proj.weight", {4, 4}),
+            tensor(p + "mlp.gate_proj.weight", {6, 4}),
+            tensor(p + "mlp.up_proj.weight", {6, 4}),
             tensor(p + "mlp.down_proj.weight", {4, 6})};
   }
 
@@ -509,7 +525,8 @@ TEST(ModelConfigParse, RejectsBadFields) {
   try {
     parse_model_config(R"({"model_type": "llama", "vocab_size": 16777216, "hidden_size": 16777216,
       "intermediate_size": 16777216, "num_hidden_layers": 4096, "num_attention_heads": 4096,
-      "head_dim": 1024})", "config.json");
+      "head_dim": 1024})",
+                       "config.json");
     ADD_FAILURE() << "accepted overflowing sizes";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("overflows"), std::string::npos) << e.what();

@@ -39,7 +39,8 @@ class ConfigReader {
     return &*it;
   }
 
-  std::int64_t dim(const char* key, std::int64_t fallback = -1, std::int64_t max = kMaxConfigDim) const {
+  std::int64_t dim(const char* key, std::int64_t fallback = -1,
+                   std::int64_t max = kMaxConfigDim) const {
     const json* v = find(key);
     if (v == nullptr) {
       RUNNER_CHECK(fallback >= 0, source_, ": field \"", key, "\" is missing");
@@ -50,27 +51,26 @@ class ConfigReader {
 
   std::int64_t integer(const json& v, const char* key, std::int64_t lo, std::int64_t hi) const {
     RUNNER_CHECK(v.is_number_integer() || v.is_number_unsigned(), source_, ": field \"", key,
-                    "\" = ", show(v), ", expected an integer in [", lo, ", ", hi, "]");
+                 "\" = ", show(v), ", expected an integer in [", lo, ", ", hi, "]");
     if (v.is_number_unsigned()) {
       const std::uint64_t u = v.get<std::uint64_t>();
-      RUNNER_CHECK(u <= static_cast<std::uint64_t>(hi) &&
-                       static_cast<std::int64_t>(u) >= lo,
-                   source_, ": field \"", key, "\" = ", u,
-                      ", expected an integer in [", lo, ", ", hi, "]");
+      RUNNER_CHECK(u <= static_cast<std::uint64_t>(hi) && static_cast<std::int64_t>(u) >= lo,
+                   source_, ": field \"", key, "\" = ", u, ", expected an integer in [", lo, ", ",
+                   hi, "]");
       return static_cast<std::int64_t>(u);
     }
     const std::int64_t i = v.get<std::int64_t>();
     RUNNER_CHECK(i >= lo && i <= hi, source_, ": field \"", key, "\" = ", i,
-                    ", expected an integer in [", lo, ", ", hi, "]");
+                 ", expected an integer in [", lo, ", ", hi, "]");
     return i;
   }
 
   double positive(const json& v, const char* key, double max) const {
     RUNNER_CHECK(v.is_number(), source_, ": field \"", key, "\" = ", show(v),
-                    ", expected a positive number");
+                 ", expected a positive number");
     const double x = v.get<double>();
     RUNNER_CHECK(std::isfinite(x) && x > 0.0 && x <= max, source_, ": field \"", key,
-                    "\" = ", show(v), ", expected a number in (0, ", max, "]");
+                 "\" = ", show(v), ", expected a number in (0, ", max, "]");
     return x;
   }
 
@@ -83,7 +83,7 @@ class ConfigReader {
     const json* v = find(key);
     if (v == nullptr) return fallback;
     RUNNER_CHECK(v->is_boolean(), source_, ": field \"", key, "\" = ", show(*v),
-                    ", expected true or false");
+                 ", expected true or false");
     return v->get<bool>();
   }
 
@@ -91,7 +91,7 @@ class ConfigReader {
     const json* v = find(key);
     if (v == nullptr) return "";
     RUNNER_CHECK(v->is_string(), source_, ": field \"", key, "\" = ", show(*v),
-                    ", expected a string");
+                 ", expected a string");
     return v->get<std::string>();
   }
 
@@ -102,15 +102,15 @@ class ConfigReader {
 
 RopeScaling parse_rope_scaling(const json& v, const std::string& source, const char* key) {
   RUNNER_CHECK(v.is_object(), source, ": field \"", key, "\" = ", show(v),
-                  ", expected an object or null");
+               ", expected an object or null");
   ConfigReader r(v, source);
   RopeScaling s;
   std::string type = r.string("rope_type");
   if (type.empty()) type = r.string("type");
   if (type.empty()) type = "default";
   RUNNER_CHECK(type == "default" || type == "linear" || type == "llama3", source, ": ", key,
-                  " type \"", printable(type),
-                  "\" is not supported, expected \"default\", \"linear\" or \"llama3\"");
+               " type \"", printable(type),
+               "\" is not supported, expected \"default\", \"linear\" or \"llama3\"");
   s.type = type;
   if (type == "default") return s;
   s.factor = r.positive("factor", -1.0, 1e6);
@@ -119,8 +119,8 @@ RopeScaling parse_rope_scaling(const json& v, const std::string& source, const c
     s.low_freq_factor = r.positive("low_freq_factor", 1.0, 1e6);
     s.high_freq_factor = r.positive("high_freq_factor", 4.0, 1e6);
     RUNNER_CHECK(s.high_freq_factor > s.low_freq_factor, source, ": ", key,
-                    ".high_freq_factor = ", s.high_freq_factor,
-                    ", expected more than low_freq_factor = ", s.low_freq_factor);
+                 ".high_freq_factor = ", s.high_freq_factor,
+                 ", expected more than low_freq_factor = ", s.low_freq_factor);
     s.original_max_position_embeddings = r.dim("original_max_position_embeddings");
   }
   return s;
@@ -131,9 +131,9 @@ std::string read_small_file(const std::string& path) {
   RUNNER_CHECK(in.good(), printable(path), ": cannot open");
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
-  RUNNER_CHECK(size >= 0 && static_cast<std::uint64_t>(size) <= kMaxJsonFileBytes,
-                  printable(path), ": size ", static_cast<long long>(size), " bytes, expected at most ",
-                  kMaxJsonFileBytes);
+  RUNNER_CHECK(size >= 0 && static_cast<std::uint64_t>(size) <= kMaxJsonFileBytes, printable(path),
+               ": size ", static_cast<long long>(size), " bytes, expected at most ",
+               kMaxJsonFileBytes);
   in.seekg(0, std::ios::beg);
   std::string text(static_cast<std::size_t>(size), '\0');
   in.read(text.data(), size);
@@ -158,15 +158,15 @@ bool file_exists(const std::string& path) {
 void convert(const safetensors::Tensor& t, const std::vector<std::int64_t>& shape,
              const std::string& what, const std::string& source, std::vector<float>& out) {
   RUNNER_CHECK(t.dtype == "BF16" || t.dtype == "F16" || t.dtype == "F32", source, ": tensor '",
-                  printable(t.name), "' has dtype ", printable(t.dtype),
-                  ", expected BF16, F16 or F32");
+               printable(t.name), "' has dtype ", printable(t.dtype),
+               ", expected BF16, F16 or F32");
   RUNNER_CHECK(t.shape == shape, source, ": tensor '", printable(t.name), "' has shape ",
-                  shape_string(t.shape), ", expected ", shape_string(shape), " (", what, ")");
+               shape_string(t.shape), ", expected ", shape_string(shape), " (", what, ")");
   const std::int64_t n = t.numel();
   const std::size_t esize = safetensors::element_size(t.dtype);
   RUNNER_CHECK(t.data.size() == static_cast<std::size_t>(n) * esize, source, ": tensor '",
-                  printable(t.name), "' holds ", t.data.size(), " bytes, expected ",
-                  static_cast<std::size_t>(n) * esize);
+               printable(t.name), "' holds ", t.data.size(), " bytes, expected ",
+               static_cast<std::size_t>(n) * esize);
   out.resize(static_cast<std::size_t>(n));
   const std::uint8_t* p = t.data.data();
   for (std::int64_t i = 0; i < n; ++i) {
@@ -178,8 +178,8 @@ void convert(const safetensors::Tensor& t, const std::vector<std::int64_t>& shap
       std::memcpy(&h, p + 2 * i, 2);
       f = t.dtype == "BF16" ? bf16_to_float(h) : fp16_to_float(h);
     }
-    RUNNER_CHECK(std::isfinite(f), source, ": tensor '", printable(t.name), "' element ", i,
-                    " is ", f, ", expected a finite value");
+    RUNNER_CHECK(std::isfinite(f), source, ": tensor '", printable(t.name), "' element ", i, " is ",
+                 f, ", expected a finite value");
     out[static_cast<std::size_t>(i)] = f;
   }
 }
@@ -225,16 +225,16 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   ModelConfig c;
   c.model_type = r.string("model_type");
   RUNNER_CHECK(c.model_type == "llama" || c.model_type == "mistral" || c.model_type == "qwen2",
-                  source, ": model_type \"", printable(c.model_type),
-                  "\" is not supported, expected \"llama\", \"mistral\" or \"qwen2\"");
+               source, ": model_type \"", printable(c.model_type),
+               "\" is not supported, expected \"llama\", \"mistral\" or \"qwen2\"");
   std::string act = r.string("hidden_act");
   RUNNER_CHECK(act.empty() || act == "silu", source, ": hidden_act \"", printable(act),
-                  "\" is not supported, expected \"silu\"");
+               "\" is not supported, expected \"silu\"");
   RUNNER_CHECK(!r.boolean("mlp_bias", false), source, ": mlp_bias true is not supported");
   if (r.find("sliding_window") != nullptr) {
     RUNNER_CHECK(!r.boolean("use_sliding_window", c.model_type == "mistral"), source,
-                    ": sliding-window attention is not supported (sliding_window = ",
-                    show(*r.find("sliding_window")), ")");
+                 ": sliding-window attention is not supported (sliding_window = ",
+                 show(*r.find("sliding_window")), ")");
   }
   c.vocab_size = r.dim("vocab_size");
   c.hidden_size = r.dim("hidden_size");
@@ -242,18 +242,19 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   c.num_layers = r.dim("num_hidden_layers", -1, 4096);
   c.num_qo_heads = r.dim("num_attention_heads", -1, 4096);
   c.num_kv_heads = r.dim("num_key_value_heads", c.num_qo_heads, 4096);
-  RUNNER_CHECK(c.num_qo_heads % c.num_kv_heads == 0, source, ": num_attention_heads = ",
-                  c.num_qo_heads, " is not a multiple of num_key_value_heads = ", c.num_kv_heads);
+  RUNNER_CHECK(c.num_qo_heads % c.num_kv_heads == 0, source,
+               ": num_attention_heads = ", c.num_qo_heads,
+               " is not a multiple of num_key_value_heads = ", c.num_kv_heads);
   if (r.find("head_dim") != nullptr) {
     c.head_dim = r.dim("head_dim", -1, 1024);
   } else {
     RUNNER_CHECK(c.hidden_size % c.num_qo_heads == 0, source, ": hidden_size = ", c.hidden_size,
-                    " is not a multiple of num_attention_heads = ", c.num_qo_heads,
-                    " and head_dim is not given");
+                 " is not a multiple of num_attention_heads = ", c.num_qo_heads,
+                 " and head_dim is not given");
     c.head_dim = c.hidden_size / c.num_qo_heads;
   }
   RUNNER_CHECK(c.head_dim % 2 == 0 && c.head_dim <= 1024, source, ": head_dim = ", c.head_dim,
-                  ", expected an even number <= 1024");
+               ", expected an even number <= 1024");
   c.max_position_embeddings = r.dim("max_position_embeddings", 4096, std::int64_t{1} << 31);
   c.rms_norm_eps = r.positive("rms_norm_eps", 1e-6, 1.0);
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
@@ -276,7 +277,7 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
   if (const json* e = r.find("eos_token_id")) {
     if (e->is_array()) {
       RUNNER_CHECK(e->size() <= 64, source, ": eos_token_id lists ", e->size(),
-                      " ids, expected at most 64");
+                   " ids, expected at most 64");
       for (const json& id : *e) {
         c.eos_token_ids.push_back(r.integer(id, "eos_token_id", 0, c.vocab_size - 1));
       }
@@ -316,19 +317,26 @@ Model load_model_files(const ModelConfig& config, const std::vector<std::string>
   };
   std::map<std::string, Want> want;
   auto add = [&](const std::string& name, std::vector<std::int64_t> shape, std::string what,
-                 std::vector<float>* dst) { want[name] = Want{std::move(shape), std::move(what), dst}; };
+                 std::vector<float>* dst) {
+    want[name] = Want{std::move(shape), std::move(what), dst};
+  };
   add("model.embed_tokens.weight", {V, D}, "vocab_size x hidden_size", &model.embed);
   add("model.norm.weight", {D}, "hidden_size", &model.final_norm);
-  if (!c.tie_word_embeddings) add("lm_head.weight", {V, D}, "vocab_size x hidden_size", &model.lm_head);
+  if (!c.tie_word_embeddings)
+    add("lm_head.weight", {V, D}, "vocab_size x hidden_size", &model.lm_head);
   for (std::int64_t i = 0; i < c.num_layers; ++i) {
     LayerWeights& w = model.layers[static_cast<std::size_t>(i)];
     const std::string p = "model.layers." + std::to_string(i) + ".";
     add(p + "input_layernorm.weight", {D}, "hidden_size", &w.attn_norm);
     add(p + "post_attention_layernorm.weight", {D}, "hidden_size", &w.mlp_norm);
-    add(p + "self_attn.q_proj.weight", {qo, D}, "num_attention_heads * head_dim x hidden_size", &w.wq);
-    add(p + "self_attn.k_proj.weight", {kv, D}, "num_key_value_heads * head_dim x hidden_size", &w.wk);
-    add(p + "self_attn.v_proj.weight", {kv, D}, "num_key_value_heads * head_dim x hidden_size", &w.wv);
-    add(p + "self_attn.o_proj.weight", {D, qo}, "hidden_size x num_attention_heads * head_dim", &w.wo);
+    add(p + "self_attn.q_proj.weight", {qo, D}, "num_attention_heads * head_dim x hidden_size",
+        &w.wq);
+    add(p + "self_attn.k_proj.weight", {kv, D}, "num_key_value_heads * head_dim x hidden_size",
+        &w.wk);
+    add(p + "self_attn.v_proj.weight", {kv, D}, "num_key_value_heads * head_dim x hidden_size",
+        &w.wv);
+    add(p + "self_attn.o_proj.weight", {D, qo}, "hidden_size x num_attention_heads * head_dim",
+        &w.wo);
     if (c.attention_bias) {
       add(p + "self_attn.q_proj.bias", {qo}, "num_attention_heads * head_dim", &w.bq);
       add(p + "self_attn.k_proj.bias", {kv}, "num_key_value_heads * head_dim", &w.bk);
@@ -345,14 +353,14 @@ Model load_model_files(const ModelConfig& config, const std::vector<std::string>
       const auto it = want.find(t.name);
       if (it == want.end()) continue;
       RUNNER_CHECK(!it->second.found, printable(path), ": tensor '", printable(t.name),
-                      "' appears in more than one file");
+                   "' appears in more than one file");
       convert(t, it->second.shape, it->second.what, printable(path), *it->second.dst);
       it->second.found = true;
     }
   }
   for (const auto& [name, w] : want) {
     RUNNER_CHECK(w.found, "the checkpoint has no tensor '", name, "' (expected shape ",
-                    shape_string(w.shape), ", ", w.what, ")");
+                 shape_string(w.shape), ", ", w.what, ")");
   }
   return model;
 }
@@ -367,25 +375,25 @@ Model load_model(const std::string& dir) {
   if (file_exists(index_path)) {
     const std::string source = printable(index_path);
     const json index = parse_json(read_small_file(index_path), source);
-    RUNNER_CHECK(index.is_object() && index.contains("weight_map") &&
-                        index["weight_map"].is_object(),
-                    source, ": expected an object with a \"weight_map\" object");
+    RUNNER_CHECK(
+        index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+        source, ": expected an object with a \"weight_map\" object");
     std::set<std::string> names;
     for (const auto& [tensor, file] : index["weight_map"].items()) {
-      RUNNER_CHECK(file.is_string(), source, ": weight_map[\"", printable(tensor), "\"] = ",
-                      show(file), ", expected a file name");
+      RUNNER_CHECK(file.is_string(), source, ": weight_map[\"", printable(tensor),
+                   "\"] = ", show(file), ", expected a file name");
       const std::string name = file.get<std::string>();
       RUNNER_CHECK(!name.empty() && name.find('/') == std::string::npos &&
-                          name.find('\\') == std::string::npos && name != "." && name != "..",
-                      source, ": weight_map[\"", printable(tensor), "\"] = \"", printable(name),
-                      "\", expected a file name in the model directory");
+                       name.find('\\') == std::string::npos && name != "." && name != "..",
+                   source, ": weight_map[\"", printable(tensor), "\"] = \"", printable(name),
+                   "\", expected a file name in the model directory");
       names.insert(name);
     }
     RUNNER_CHECK(!names.empty(), source, ": weight_map is empty");
     for (const std::string& name : names) files.push_back(dir + "/" + name);
   } else {
     RUNNER_CHECK(file_exists(single_path), printable(dir),
-                    ": no model.safetensors or model.safetensors.index.json");
+                 ": no model.safetensors or model.safetensors.index.json");
     files.push_back(single_path);
   }
   return load_model_files(config, files);

@@ -113,9 +113,12 @@ void rope_tables(const ModelConfig& config, std::int64_t tokens, std::vector<flo
   sin_table.resize(n);
   for (std::int64_t t = 0; t < tokens; ++t) {
     for (std::int64_t i = 0; i < half; ++i) {
-      const float angle = static_cast<float>(t) * static_cast<float>(inv[static_cast<std::size_t>(i)]);
-      cos_table[static_cast<std::size_t>(t * half + i)] = static_cast<float>(std::cos(static_cast<double>(angle)));
-      sin_table[static_cast<std::size_t>(t * half + i)] = static_cast<float>(std::sin(static_cast<double>(angle)));
+      const float angle =
+          static_cast<float>(t) * static_cast<float>(inv[static_cast<std::size_t>(i)]);
+      cos_table[static_cast<std::size_t>(t * half + i)] =
+          static_cast<float>(std::cos(static_cast<double>(angle)));
+      sin_table[static_cast<std::size_t>(t * half + i)] =
+          static_cast<float>(std::sin(static_cast<double>(angle)));
     }
   }
 }
@@ -123,46 +126,50 @@ void rope_tables(const ModelConfig& config, std::int64_t tokens, std::vector<flo
 Session::Session(const Model& model, const RunOptions& options, std::int64_t max_tokens)
     : model_(&model), options_(options), max_tokens_(max_tokens) {
   const ModelConfig& c = model.config;
-  RUNNER_CHECK(max_tokens >= 1 && max_tokens <= (std::int64_t{1} << 31), "max_tokens = ",
-                  max_tokens, ", expected 1 .. 2^31");
+  RUNNER_CHECK(max_tokens >= 1 && max_tokens <= (std::int64_t{1} << 31),
+               "max_tokens = ", max_tokens, ", expected 1 .. 2^31");
   RUNNER_CHECK(options.chunk_tokens >= 1, "chunk_tokens = ", options.chunk_tokens,
-                  ", expected >= 1");
+               ", expected >= 1");
   RUNNER_CHECK(options.num_threads >= 0, "num_threads = ", options.num_threads,
-                  ", expected >= 0 (0 = all hardware threads)");
+               ", expected >= 0 (0 = all hardware threads)");
   if (options.attention == AttentionMode::kProxy) options.config.validate();
   const std::int64_t kv = c.num_kv_heads * c.head_dim;
   const std::int64_t cache = checked_mul(max_tokens, kv, "KV cache size");
   checked_mul(checked_mul(cache, c.num_layers, "KV cache size"), 8, "KV cache bytes");
-  k_cache_.assign(static_cast<std::size_t>(c.num_layers), std::vector<float>(static_cast<std::size_t>(cache)));
-  v_cache_.assign(static_cast<std::size_t>(c.num_layers), std::vector<float>(static_cast<std::size_t>(cache)));
+  k_cache_.assign(static_cast<std::size_t>(c.num_layers),
+                  std::vector<float>(static_cast<std::size_t>(cache)));
+  v_cache_.assign(static_cast<std::size_t>(c.num_layers),
+                  std::vector<float>(static_cast<std::size_t>(cache)));
   rope_tables(c, max_tokens, rope_cos_, rope_sin_);
   if (options.num_threads > 0) openblas_set_num_threads(options.num_threads);
 }
 
 std::vector<float> Session::prefill(const std::vector<std::int32_t>& tokens, PrefillStats* stats,
-                                   const PrefillHooks& hooks) {
+                                    const PrefillHooks& hooks) {
   const ModelConfig& c = model_->config;
   const std::int64_t T = static_cast<std::int64_t>(tokens.size());
   RUNNER_CHECK(position_ == 0, "prefill: the session already holds ", position_, " tokens");
   RUNNER_CHECK(T >= 1 && T <= max_tokens_, "prefill: ", T, " prompt tokens, expected 1 .. ",
-                  max_tokens_, " (the session's capacity)");
+               max_tokens_, " (the session's capacity)");
   for (std::int64_t t = 0; t < T; ++t) {
     const std::int32_t id = tokens[static_cast<std::size_t>(t)];
     RUNNER_CHECK(id >= 0 && id < c.vocab_size, "prefill: token ", t, " = ", id,
-                    ", expected an id in [0, ", c.vocab_size, ")");
+                 ", expected an id in [0, ", c.vocab_size, ")");
   }
   const double t_start = now_ms();
   const std::int64_t D = c.hidden_size, F = c.intermediate_size, d = c.head_dim;
   const std::int64_t Hq = c.num_qo_heads, Hkv = c.num_kv_heads, qo = Hq * d, kv = Hkv * d;
   const std::int64_t chunk = std::min(options_.chunk_tokens, T);
-  std::vector<float> x(static_cast<std::size_t>(checked_mul(T, D, "hidden states")));   // [T, D]
-  std::vector<float> h(x.size());                                                       // [T, D]
-  std::vector<float> q(static_cast<std::size_t>(checked_mul(T, qo, "queries")));         // [T, Hq, d]
-  std::vector<float> attn(q.size());                                                    // [T, Hq, d]
-  std::vector<float> gate(static_cast<std::size_t>(checked_mul(chunk, F, "MLP chunk")));  // [chunk, F]
-  std::vector<float> up(gate.size());                                                   // [chunk, F]
+  std::vector<float> x(static_cast<std::size_t>(checked_mul(T, D, "hidden states")));  // [T, D]
+  std::vector<float> h(x.size());                                                      // [T, D]
+  std::vector<float> q(static_cast<std::size_t>(checked_mul(T, qo, "queries")));       // [T, Hq, d]
+  std::vector<float> attn(q.size());                                                   // [T, Hq, d]
+  std::vector<float> gate(
+      static_cast<std::size_t>(checked_mul(chunk, F, "MLP chunk")));  // [chunk, F]
+  std::vector<float> up(gate.size());                                 // [chunk, F]
   for (std::int64_t t = 0; t < T; ++t) {
-    const float* e = &model_->embed[static_cast<std::size_t>(tokens[static_cast<std::size_t>(t)] * D)];
+    const float* e =
+        &model_->embed[static_cast<std::size_t>(tokens[static_cast<std::size_t>(t)] * D)];
     std::copy(e, e + D, &x[static_cast<std::size_t>(t * D)]);
   }
   const Runtime runtime{options_.num_threads, nullptr, false};
@@ -199,7 +206,8 @@ std::vector<float> Session::prefill(const std::vector<std::int32_t>& tokens, Pre
         workspace.resize(ws_bytes + kWorkspaceAlign);
       }
       const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(workspace.data());
-      void* aligned = workspace.data() + (kWorkspaceAlign - base % kWorkspaceAlign) % kWorkspaceAlign;
+      void* aligned =
+          workspace.data() + (kWorkspaceAlign - base % kWorkspaceAlign) % kWorkspaceAlign;
       // prefill() = plan() then attend(); called apart to time the plan.
       const Plan p = plan(q_view, k_view, {}, options_.config,
                           Workspace{aligned, ws_bytes, Device::kCPU, 0}, runtime);
@@ -218,8 +226,8 @@ std::vector<float> Session::prefill(const std::vector<std::int32_t>& tokens, Pre
       st.density.push_back(1.0);
       st.head_density.push_back(std::vector<float>(static_cast<std::size_t>(Hq), 1.0f));
       const std::int64_t nb = (T + options_.config.block_size - 1) / options_.config.block_size;
-      st.head_budget.push_back(std::vector<std::int32_t>(static_cast<std::size_t>(Hq),
-                                                         static_cast<std::int32_t>(nb)));
+      st.head_budget.push_back(
+          std::vector<std::int32_t>(static_cast<std::size_t>(Hq), static_cast<std::int32_t>(nb)));
     }
     st.attention_ms += st.layer_attention_ms.back();
 
@@ -230,7 +238,8 @@ std::vector<float> Session::prefill(const std::vector<std::int32_t>& tokens, Pre
       gemm_nt(&h[static_cast<std::size_t>(r0 * D)], w.w_gate.data(), gate.data(), rows, F, D, 0.0f);
       gemm_nt(&h[static_cast<std::size_t>(r0 * D)], w.w_up.data(), up.data(), rows, F, D, 0.0f);
       for (std::int64_t i = 0; i < rows * F; ++i) {
-        gate[static_cast<std::size_t>(i)] = silu(gate[static_cast<std::size_t>(i)]) * up[static_cast<std::size_t>(i)];
+        gate[static_cast<std::size_t>(i)] =
+            silu(gate[static_cast<std::size_t>(i)]) * up[static_cast<std::size_t>(i)];
       }
       gemm_nt(gate.data(), w.w_down.data(), &x[static_cast<std::size_t>(r0 * D)], rows, D, F, 1.0f);
     }
@@ -251,7 +260,7 @@ std::vector<float> Session::decode(std::int32_t token) {
   RUNNER_CHECK(position_ >= 1, "decode: prefill first");
   RUNNER_CHECK(position_ < max_tokens_, "decode: the session is full (", max_tokens_, " tokens)");
   RUNNER_CHECK(token >= 0 && token < c.vocab_size, "decode: token ", token,
-                  ", expected an id in [0, ", c.vocab_size, ")");
+               ", expected an id in [0, ", c.vocab_size, ")");
   const std::int64_t D = c.hidden_size, F = c.intermediate_size, d = c.head_dim;
   const std::int64_t Hq = c.num_qo_heads, Hkv = c.num_kv_heads, qo = Hq * d, kv = Hkv * d;
   const std::int64_t group = Hq / Hkv, pos = position_, n = pos + 1;
@@ -303,7 +312,8 @@ std::vector<float> Session::decode(std::int32_t token) {
     gemv(w.w_gate.data(), h.data(), gate.data(), F, D, 0.0f);
     gemv(w.w_up.data(), h.data(), up.data(), F, D, 0.0f);
     for (std::int64_t i = 0; i < F; ++i) {
-      gate[static_cast<std::size_t>(i)] = silu(gate[static_cast<std::size_t>(i)]) * up[static_cast<std::size_t>(i)];
+      gate[static_cast<std::size_t>(i)] =
+          silu(gate[static_cast<std::size_t>(i)]) * up[static_cast<std::size_t>(i)];
     }
     gemv(w.w_down.data(), gate.data(), x.data(), D, F, 1.0f);
   }
@@ -318,10 +328,10 @@ Generation generate(const Model& model, const std::vector<std::int32_t>& prompt,
                     std::int64_t max_new_tokens, const RunOptions& options,
                     const PrefillHooks& hooks) {
   RUNNER_CHECK(max_new_tokens >= 0 && max_new_tokens <= (std::int64_t{1} << 20),
-                  "max_new_tokens = ", max_new_tokens, ", expected 0 .. 2^20");
-  const std::int64_t capacity = checked_add(static_cast<std::int64_t>(prompt.size()),
-                                            std::max<std::int64_t>(max_new_tokens, 1),
-                                            "prompt + new tokens");
+               "max_new_tokens = ", max_new_tokens, ", expected 0 .. 2^20");
+  const std::int64_t capacity =
+      checked_add(static_cast<std::int64_t>(prompt.size()),
+                  std::max<std::int64_t>(max_new_tokens, 1), "prompt + new tokens");
   Session session(model, options, capacity);
   Generation g;
   std::vector<float> logits = session.prefill(prompt, &g.prefill, hooks);

@@ -29,8 +29,8 @@ std::string read_file(const std::string& path, std::streamoff max_bytes) {
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();
   RUNNER_CHECK(size >= 0 && size <= max_bytes, printable(path), ": size ",
-                  static_cast<long long>(size), " bytes, expected at most ",
-                  static_cast<long long>(max_bytes));
+               static_cast<long long>(size), " bytes, expected at most ",
+               static_cast<long long>(max_bytes));
   in.seekg(0, std::ios::beg);
   std::string bytes(static_cast<std::size_t>(size), '\0');
   in.read(bytes.data(), size);
@@ -52,17 +52,16 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer Tokenizer::load(const std::string& dir) {
   const std::string path = dir + "/tokenizer.model";
   if (!file_exists(path)) {
-    RUNNER_CHECK(!file_exists(dir + "/tokenizer.json"), "unsupported tokenizer: ",
-                    printable(dir),
-                    " has only tokenizer.json (byte-level BPE), which is not read here; "
-                    "give the prompt as token ids (--prompt-ids FILE)");
+    RUNNER_CHECK(!file_exists(dir + "/tokenizer.json"), "unsupported tokenizer: ", printable(dir),
+                 " has only tokenizer.json (byte-level BPE), which is not read here; "
+                 "give the prompt as token ids (--prompt-ids FILE)");
     RUNNER_FAIL(printable(dir), ": no tokenizer.model");
   }
   auto impl = std::make_unique<Impl>();
   const std::string bytes = read_file(path, kMaxTokenizerBytes);
   const auto status = impl->sp.LoadFromSerializedProto(bytes);
   RUNNER_CHECK(status.ok(), printable(path), ": not a sentencepiece model (",
-                  printable(status.ToString()), ")");
+               printable(status.ToString()), ")");
   RUNNER_CHECK(impl->sp.GetPieceSize() > 0, printable(path), ": the model has no pieces");
   return Tokenizer(std::move(impl));
 }
@@ -71,7 +70,7 @@ std::vector<std::int32_t> Tokenizer::encode(const std::string& text) const {
   std::vector<int> ids;
   const auto status = impl_->sp.Encode(text, &ids);
   RUNNER_CHECK(status.ok(), "tokenizer: cannot encode the text (", printable(status.ToString()),
-                  ")");
+               ")");
   return std::vector<std::int32_t>(ids.begin(), ids.end());
 }
 
@@ -79,7 +78,7 @@ std::string Tokenizer::decode(const std::vector<std::int32_t>& ids) const {
   std::vector<int> in(ids.begin(), ids.end());
   for (int id : in) {
     RUNNER_CHECK(id >= 0 && id < impl_->sp.GetPieceSize(), "tokenizer: token id ", id,
-                    ", expected 0 .. ", impl_->sp.GetPieceSize() - 1);
+                 ", expected 0 .. ", impl_->sp.GetPieceSize() - 1);
   }
   std::string text;
   const auto status = impl_->sp.Decode(in, &text);
@@ -105,13 +104,13 @@ std::vector<std::int32_t> read_token_ids(const std::string& path, std::int64_t v
     while (j < text.size() && text[j] >= '0' && text[j] <= '9') ++j;
     const std::string item = text.substr(i, std::max<std::size_t>(j - i, 1));
     RUNNER_CHECK(j > i && j - i <= 10 &&
-                        (j == text.size() || text[j] == ' ' || text[j] == '\t' ||
-                         text[j] == '\n' || text[j] == '\r' || text[j] == ','),
-                    printable(path), ": entry ", ids.size(), " '", printable(text.substr(i, 24)),
-                    "' is not a token id (a decimal integer)");
+                     (j == text.size() || text[j] == ' ' || text[j] == '\t' || text[j] == '\n' ||
+                      text[j] == '\r' || text[j] == ','),
+                 printable(path), ": entry ", ids.size(), " '", printable(text.substr(i, 24)),
+                 "' is not a token id (a decimal integer)");
     const long long id = std::strtoll(item.c_str(), nullptr, 10);
     RUNNER_CHECK(id < vocab_size, printable(path), ": entry ", ids.size(), " = ", id,
-                    ", expected a token id in [0, ", vocab_size, ")");
+                 ", expected a token id in [0, ", vocab_size, ")");
     ids.push_back(static_cast<std::int32_t>(id));
     i = j;
   }

@@ -24,9 +24,9 @@ template <typename... Args>
 }
 
 /// Throws proxyattn::Error with the streamed message when cond is false.
-#define RUNNER_CHECK(cond, ...)                                 \
-  do {                                                          \
-    if (!(cond)) ::proxyattn::runner::fail(__VA_ARGS__);        \
+#define RUNNER_CHECK(cond, ...)                          \
+  do {                                                   \
+    if (!(cond)) ::proxyattn::runner::fail(__VA_ARGS__); \
   } while (0)
 /// Throws proxyattn::Error unconditionally.
 #define RUNNER_FAIL(...) ::proxyattn::runner::fail(__VA_ARGS__)
@@ -35,7 +35,7 @@ template <typename... Args>
 inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
   std::int64_t r = 0;
   RUNNER_CHECK(!__builtin_mul_overflow(a, b, &r), what, ": ", a, " x ", b,
-                  " overflows a 64-bit size");
+               " overflows a 64-bit size");
   return r;
 }
 
@@ -43,7 +43,7 @@ inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what
 inline std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* what) {
   std::int64_t r = 0;
   RUNNER_CHECK(!__builtin_add_overflow(a, b, &r), what, ": ", a, " + ", b,
-                  " overflows a 64-bit size");
+               " overflows a 64-bit size");
   return r;
 }
 

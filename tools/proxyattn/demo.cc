@@ -76,11 +76,14 @@ struct ModeResult {
 }  // namespace
 
 int run_demo(const DemoOptions& o) {
-  const std::string_view prompt = o.short_form ? demo_data::k_short_prompt : demo_data::k_demo_prompt;
+  const std::string_view prompt =
+      o.short_form ? demo_data::k_short_prompt : demo_data::k_demo_prompt;
   const std::vector<std::string> answers =
       lines(o.short_form ? demo_data::k_short_answer : demo_data::k_demo_answer);
-  const runner::RunOptions dense = o.model.run_options(runner::AttentionMode::kDense, demo_config());
-  const runner::RunOptions proxy = o.model.run_options(runner::AttentionMode::kProxy, demo_config());
+  const runner::RunOptions dense =
+      o.model.run_options(runner::AttentionMode::kDense, demo_config());
+  const runner::RunOptions proxy =
+      o.model.run_options(runner::AttentionMode::kProxy, demo_config());
   const std::string figure = o.out_dir + "/demo-blocks.png";
 
   check_output_dir(o.out_dir);
@@ -103,7 +106,8 @@ int run_demo(const DemoOptions& o) {
   for (int m = 0; m < 2; ++m) {
     model_progress(std::string("demo: ") + (m ? "ProxyAttn" : "dense") + " prefill of " +
                    std::to_string(ids.size()) + " tokens, then greedy decoding");
-    res[m].gen = runner::generate(model, ids, max_new, *opts[m], m ? hooks : runner::PrefillHooks{});
+    res[m].gen =
+        runner::generate(model, ids, max_new, *opts[m], m ? hooks : runner::PrefillHooks{});
     res[m].text = tok.decode(res[m].gen.tokens);
     res[m].correct = true;
     for (const std::string& a : answers) res[m].correct = res[m].correct && found(a, res[m].text);
@@ -145,8 +149,9 @@ int run_demo(const DemoOptions& o) {
   model_progress("demo: drawing " + figure);
   const Config& c = proxy.config;
   std::ostringstream title;
-  title << "pa-tiny-8k, " << ids.size() << "-token held-out prompt: blocks ProxyAttn selected (block "
-        << c.block_size << ", stride " << c.stride << ", gamma " << c.gamma << ", min budget "
+  title << "pa-tiny-8k, " << ids.size()
+        << "-token held-out prompt: blocks ProxyAttn selected (block " << c.block_size
+        << ", stride " << c.stride << ", gamma " << c.gamma << ", min budget "
         << c.min_budget_tokens << " tokens)";
   write_block_figure(figure, title.str(), panels, static_cast<int>(model.config.num_qo_heads));
   model_progress("");
@@ -172,15 +177,17 @@ int run_demo(const DemoOptions& o) {
     std::printf("  %-9s %-26s %-8s %12.1f %14.1f\n", names[m], ("\"" + res[m].text + "\"").c_str(),
                 res[m].correct ? "yes" : "NO", t_prefill[m], t_attn[m]);
   }
-  std::printf("  attention speedup %.2fx, prefill speedup %.2fx (dense time / ProxyAttn time; "
-              "medians of %d runs each, alternating; ProxyAttn's plan %.1f ms)\n",
-              attn_speedup, prefill_speedup, o.repeats, t_plan);
+  std::printf(
+      "  attention speedup %.2fx, prefill speedup %.2fx (dense time / ProxyAttn time; "
+      "medians of %d runs each, alternating; ProxyAttn's plan %.1f ms)\n",
+      attn_speedup, prefill_speedup, o.repeats, t_plan);
   std::printf("  density per layer:");
   for (double d : sp.density) std::printf(" %.2f", d);
   std::printf(" (mean %.2f)\n", sp.mean_density());
-  std::printf("  ProxyAttn attention time / (density x dense attention time): %.2f "
-              "(1 = proportional to density; the plan included)\n",
-              t_ratio);
+  std::printf(
+      "  ProxyAttn attention time / (density x dense attention time): %.2f "
+      "(1 = proportional to density; the plan included)\n",
+      t_ratio);
   std::printf("  wrote %s (selected blocks of every layer and head)\n", figure.c_str());
   if (o.model.json) {
     nlohmann::json j;

@@ -1,5 +1,5 @@
-// tools/proxyattn/eval.cc: `proxyattn eval`, accuracy of a model on eval/'s task prompts (JSONL from
-// eval/generate.py), dense and ProxyAttn, scored by eval/README.md's rule:
+// tools/proxyattn/eval.cc: `proxyattn eval`, accuracy of a model on eval/'s task prompts (JSONL
+// from eval/generate.py), dense and ProxyAttn, scored by eval/README.md's rule:
 //   input [BOS] + sentencepiece(prompt); greedy decoding of at most max_new_tokens tokens, stopping
 //   before EOS; an answer is found when it occurs in the normalized output (lowercase, whitespace
 //   runs to one space, trimmed) not preceded or followed by a letter or digit; a prompt is correct
@@ -74,7 +74,8 @@ std::vector<Record> read_tasks(const std::string& path) {
     }
     if (!j.is_object()) eval_fail(where + ": expected a JSON object");
     auto str = [&](const char* key) {
-      if (!j.contains(key) || !j[key].is_string()) eval_fail(where + ": \"" + key + "\" must be a string");
+      if (!j.contains(key) || !j[key].is_string())
+        eval_fail(where + ": \"" + key + "\" must be a string");
       return j[key].get<std::string>();
     };
     auto integer = [&](const char* key, std::int64_t lo, std::int64_t hi) {
@@ -90,7 +91,8 @@ std::vector<Record> read_tasks(const std::string& path) {
     };
     Record r;
     r.task = str("task");
-    if (r.task.empty() || r.task.size() > 64) eval_fail(where + ": \"task\" must have 1 .. 64 characters");
+    if (r.task.empty() || r.task.size() > 64)
+      eval_fail(where + ": \"task\" must have 1 .. 64 characters");
     r.prompt = str("prompt");
     r.target_length = integer("target_length", 1, std::int64_t{1} << 24);
     r.max_new_tokens = integer("max_new_tokens", 1, 4096);
@@ -156,7 +158,8 @@ double mcnemar_p(std::int64_t lost, std::int64_t won) {
   if (n == 0) return 1.0;
   double tail = 0.0;
   for (std::int64_t i = 0; i <= k; ++i) {
-    tail += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) - n * std::log(2.0));
+    tail += std::exp(std::lgamma(n + 1.0) - std::lgamma(i + 1.0) - std::lgamma(n - i + 1.0) -
+                     n * std::log(2.0));
   }
   return std::min(1.0, 2 * tail);
 }
@@ -172,7 +175,8 @@ std::vector<runner::AttentionMode> parse_modes(const std::string& list) {
     }
     modes.push_back(m);
   }
-  if (modes.empty()) eval_fail("--attention '" + clip(list, 40) + "', expected dense, proxy or dense,proxy");
+  if (modes.empty())
+    eval_fail("--attention '" + clip(list, 40) + "', expected dense, proxy or dense,proxy");
   return modes;
 }
 
@@ -207,9 +211,9 @@ int run_eval(const EvalOptions& o) {
     std::vector<std::int32_t> ids{tok.bos_id()};
     for (std::int32_t id : tok.encode(r.prompt)) ids.push_back(id);
     for (std::size_t m = 0; m < modes.size(); ++m) {
-      model_progress("eval: prompt " + std::to_string(i + 1) + "/" + std::to_string(records.size()) +
-                     " (" + clip(r.task, 32) + ", " + std::to_string(r.target_length) + ", " +
-                     runner::to_string(modes[m]) + ")");
+      model_progress("eval: prompt " + std::to_string(i + 1) + "/" +
+                     std::to_string(records.size()) + " (" + clip(r.task, 32) + ", " +
+                     std::to_string(r.target_length) + ", " + runner::to_string(modes[m]) + ")");
       const runner::Generation g = runner::generate(model, ids, r.max_new_tokens, options[m]);
       Outcome& out = outcomes[i][m];
       out.output = tok.decode(g.tokens);
@@ -221,12 +225,17 @@ int run_eval(const EvalOptions& o) {
       out.attention_ms = g.prefill.attention_ms;
       out.density = g.prefill.mean_density();
       out.tokens = static_cast<std::int64_t>(ids.size());
-      json line = {{"task", r.task},          {"target_length", r.target_length},
-                   {"length", out.tokens},    {"seed", r.seed},
+      json line = {{"task", r.task},
+                   {"target_length", r.target_length},
+                   {"length", out.tokens},
+                   {"seed", r.seed},
                    {"attention", runner::to_string(modes[m])},
-                   {"answers", r.answers},    {"output", out.output},
-                   {"correct", out.correct},  {"fraction", out.fraction},
-                   {"prefill_ms", out.prefill_ms}, {"attention_ms", out.attention_ms},
+                   {"answers", r.answers},
+                   {"output", out.output},
+                   {"correct", out.correct},
+                   {"fraction", out.fraction},
+                   {"prefill_ms", out.prefill_ms},
+                   {"attention_ms", out.attention_ms},
                    {"density", g.prefill.density}};
       lines += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
@@ -244,15 +253,15 @@ int run_eval(const EvalOptions& o) {
   for (std::size_t m = 0; m < modes.size(); ++m) {
     if (modes[m] == runner::AttentionMode::kProxy) {
       const Config& c = options[m].config;
-      std::printf("  ProxyAttn config: block %d, gamma %g, min budget %lld tokens, stride %d, "
-                  "proxy heads %d\n",
-                  c.block_size, c.gamma, static_cast<long long>(c.min_budget_tokens), c.stride,
-                  c.num_proxy_heads);
+      std::printf(
+          "  ProxyAttn config: block %d, gamma %g, min budget %lld tokens, stride %d, "
+          "proxy heads %d\n",
+          c.block_size, c.gamma, static_cast<long long>(c.min_budget_tokens), c.stride,
+          c.num_proxy_heads);
     }
   }
   std::printf("  %-16s %7s %-6s %5s %9s %15s %8s %9s %11s %8s %9s\n", "task", "length", "mode", "n",
-              "accuracy", "95% interval", "partial", "prefill", "attention", "density",
-              "lost/won");
+              "accuracy", "95% interval", "partial", "prefill", "attention", "density", "lost/won");
   std::map<std::pair<std::string, std::int64_t>, std::vector<double>> plot_acc, plot_lo, plot_hi;
   std::map<std::pair<std::string, std::int64_t>, double> plot_attn_sum, plot_attn_n;
   for (const auto& cell : cells) {
@@ -312,7 +321,8 @@ int run_eval(const EvalOptions& o) {
     }
   }
 
-  LinePanel acc_panel{"Accuracy (95% Wilson interval)", "target length (tokens)", "accuracy (%)", {}, true};
+  LinePanel acc_panel{
+      "Accuracy (95% Wilson interval)", "target length (tokens)", "accuracy (%)", {}, true};
   for (const auto& [key, xy] : plot_acc) {
     Series s;
     s.name = key.first + ", " + runner::to_string(modes[static_cast<std::size_t>(key.second)]);
@@ -324,8 +334,11 @@ int run_eval(const EvalOptions& o) {
     s.hi = plot_hi[key];
     acc_panel.series.push_back(std::move(s));
   }
-  LinePanel time_panel{"Prefill attention time (mean per prompt)", "target length (tokens)",
-                       "attention time (ms)", {}, true};
+  LinePanel time_panel{"Prefill attention time (mean per prompt)",
+                       "target length (tokens)",
+                       "attention time (ms)",
+                       {},
+                       true};
   std::map<std::string, Series> by_mode;
   for (const auto& [key, sum] : plot_attn_sum) {
     Series& s = by_mode[key.first];
@@ -343,7 +356,8 @@ int run_eval(const EvalOptions& o) {
   for (std::size_t m = 0; m < modes.size(); ++m) {
     if (modes[m] != runner::AttentionMode::kProxy) continue;
     json cfg;
-    for (const ConfigField& f : config_fields()) cfg[f.name] = get_config_field(options[m].config, f.name);
+    for (const ConfigField& f : config_fields())
+      cfg[f.name] = get_config_field(options[m].config, f.name);
     j["proxy_config"] = cfg;
   }
   const std::string text = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
@@ -352,7 +366,8 @@ int run_eval(const EvalOptions& o) {
   write_file_atomic(o.out_dir + "/eval.json", text);
   std::printf("  wrote %s/eval.json, %s/eval-outputs.jsonl, %s/eval.png\n", o.out_dir.c_str(),
               o.out_dir.c_str(), o.out_dir.c_str());
-  if (o.model.json) std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
+  if (o.model.json)
+    std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
   return 0;
 }
 

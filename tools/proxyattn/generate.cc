@@ -11,9 +11,9 @@
 #include "proxyattn/runner/model.h"
 #include "proxyattn/runner/tokenizer.h"
 #include "proxyattn/types.h"
+#include "proxyattn_demo_data.h"
 #include "tools/proxyattn/model_cmds.h"
 #include "tools/proxyattn/png.h"
-#include "proxyattn_demo_data.h"
 
 namespace proxyattn::cli {
 
@@ -46,10 +46,10 @@ std::string shipped_model_dir() {
   return std::string(demo_data::kSourceDir) + "/" + relative;
 }
 
-void ModelOptions::add_to(CLI::App& app, const std::string& model_default,
-                          const Config& defaults) {
-  auto* opt = app.add_option("--model", model_dir, "model directory (config.json, *.safetensors, "
-                                                   "tokenizer.model)");
+void ModelOptions::add_to(CLI::App& app, const std::string& model_default, const Config& defaults) {
+  auto* opt = app.add_option("--model", model_dir,
+                             "model directory (config.json, *.safetensors, "
+                             "tokenizer.model)");
   if (model_default.empty()) {
     opt->required();
   } else {
@@ -101,18 +101,20 @@ int run_generate(const GenerateOptions& o) {
     ids = runner::read_token_ids(o.prompt_ids, model.config.vocab_size);
   } else {
     tok = std::make_unique<runner::Tokenizer>(runner::Tokenizer::load(o.model.model_dir));
-    if (model.config.bos_token_id >= 0) ids.push_back(static_cast<std::int32_t>(model.config.bos_token_id));
+    if (model.config.bos_token_id >= 0)
+      ids.push_back(static_cast<std::int32_t>(model.config.bos_token_id));
     for (std::int32_t id : tok->encode(read_text_file(o.prompt_file))) ids.push_back(id);
   }
-  model_progress("prefill of " + std::to_string(ids.size()) + " tokens (" + runner::to_string(mode) +
-                 " attention)");
+  model_progress("prefill of " + std::to_string(ids.size()) + " tokens (" +
+                 runner::to_string(mode) + " attention)");
   const runner::Generation g = runner::generate(model, ids, o.max_new_tokens, options);
   model_progress("");
   std::string text;
   if (tok) {
     text = tok->decode(g.tokens);
   } else {
-    for (std::size_t i = 0; i < g.tokens.size(); ++i) text += (i ? " " : "") + std::to_string(g.tokens[i]);
+    for (std::size_t i = 0; i < g.tokens.size(); ++i)
+      text += (i ? " " : "") + std::to_string(g.tokens[i]);
   }
   const runner::PrefillStats& st = g.prefill;
   std::printf("proxyattn generate: %s, %lld prompt tokens, %s attention", o.model.model_dir.c_str(),
@@ -145,7 +147,8 @@ int run_generate(const GenerateOptions& o) {
     j["head_budget_blocks"] = st.head_budget;
     if (mode == runner::AttentionMode::kProxy) {
       nlohmann::json c;
-      for (const ConfigField& f : config_fields()) c[f.name] = get_config_field(options.config, f.name);
+      for (const ConfigField& f : config_fields())
+        c[f.name] = get_config_field(options.config, f.name);
       j["config"] = c;
     }
     std::cout << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << std::endl;
@@ -169,7 +172,8 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
       ->capture_default_str();
   cmds.generate_app = gen;
 
-  CLI::App* ev = app.add_subcommand("eval", "accuracy on eval/'s task prompts, dense and ProxyAttn");
+  CLI::App* ev =
+      app.add_subcommand("eval", "accuracy on eval/'s task prompts, dense and ProxyAttn");
   cmds.eval.model.add_to(*ev);
   ev->add_option("--tasks", cmds.eval.tasks_file, "task prompts, JSONL (eval/generate.py)")
       ->required()

@@ -33,7 +33,8 @@ struct ModelOptions {
   /// \brief defaults with the given config flags applied, validated.
   Config config(Config defaults = Config{}) const;
   /// \brief The forward's options for one attention mode.
-  runner::RunOptions run_options(runner::AttentionMode mode, const Config& defaults = Config{}) const;
+  runner::RunOptions run_options(runner::AttentionMode mode,
+                                 const Config& defaults = Config{}) const;
 };
 
 struct GenerateOptions {

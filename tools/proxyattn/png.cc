@@ -116,7 +116,8 @@ class Canvas {
     cairo_restore(cr_);
   }
   // A legend entry: a swatch and a label; returns the x after it.
-  double legend_item(double x, double y, const Rgb& c, const std::string& label, bool outline = false) {
+  double legend_item(double x, double y, const Rgb& c, const std::string& label,
+                     bool outline = false) {
     rect(x, y - 10, 12, 12, c);
     if (outline) {
       color(kAxis);
@@ -189,11 +190,13 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
     return;
   }
   const std::size_t slash = path.find_last_of('/');
-  const std::string dir = slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir =
+      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
   const std::string base = slash == std::string::npos ? path : path.substr(slash + 1);
   std::string tmp = dir + "/." + base + ".tmp.XXXXXX";
   const int fd = ::mkstemp(tmp.data());
-  if (fd < 0) png_fail(path + ": cannot create a temporary file in " + dir + " (" + errno_text(errno) + ")");
+  if (fd < 0)
+    png_fail(path + ": cannot create a temporary file in " + dir + " (" + errno_text(errno) + ")");
   const bool ok = write_all(fd, bytes);
   int err = errno;
   const bool closed = ::close(fd) == 0;
@@ -220,7 +223,8 @@ void check_output_dir(const std::string& dir) {
 
 std::string head_caption(const Plan& plan, std::int64_t head, const std::string& prefix) {
   const PlanLayout& l = plan.layout;
-  const std::int64_t kv = head / std::max<std::int64_t>(1, l.num_qo_heads / std::max<std::int64_t>(1, l.num_kv_heads));
+  const std::int64_t kv =
+      head / std::max<std::int64_t>(1, l.num_qo_heads / std::max<std::int64_t>(1, l.num_kv_heads));
   std::ostringstream os;
   os << prefix << "head " << head << " (KV " << kv << "): budget " << plan.budgets[head]
      << " blocks, density " << fixed(plan.density[head], 2);
@@ -255,7 +259,8 @@ void write_block_figure(const std::string& path, const std::string& title,
   double cell_w = kPanel + kGapX;
   {
     Canvas probe(8, 8);
-    for (const BlockPanel& p : panels) cell_w = std::max(cell_w, probe.text_width(p.caption, 11) + 16);
+    for (const BlockPanel& p : panels)
+      cell_w = std::max(cell_w, probe.text_width(p.caption, 11) + 16);
   }
   const double cell_h = kCaption + kPanel + kBelow;
   const int width = static_cast<int>(kLeft + columns * cell_w + 10);
@@ -269,14 +274,16 @@ void write_block_figure(const std::string& path, const std::string& title,
       png_fail("block figure: panel " + std::to_string(i) + " has a mask of " +
                std::to_string(p.mask.size()) + " entries for " + std::to_string(nb) + " blocks");
     }
-    const double x0 = kLeft + (i % columns) * cell_w + (cell_w - kGapX - kPanel) / 2, y0 = kTop + (i / columns) * cell_h + kCaption;
+    const double x0 = kLeft + (i % columns) * cell_w + (cell_w - kGapX - kPanel) / 2,
+                 y0 = kTop + (i / columns) * cell_h + kCaption;
     const double cell = kPanel / static_cast<double>(nb);
     c.text(p.caption, x0 + kPanel / 2, y0 - 8, 11, 0.5);
     for (std::int64_t m = 0; m < nb; ++m) {
       for (std::int64_t n = 0; n <= m; ++n) {
         const bool selected = p.mask[m * nb + n] != 0;
         // Overlap by a fraction of a pixel so small cells leave no seams.
-        c.rect(x0 + n * cell, y0 + m * cell, cell + 0.3, cell + 0.3, selected ? kSelected : kNotSelected);
+        c.rect(x0 + n * cell, y0 + m * cell, cell + 0.3, cell + 0.3,
+               selected ? kSelected : kNotSelected);
       }
     }
     c.color(kAxis);
@@ -321,7 +328,8 @@ void write_density_figure(const std::string& path, const std::string& title,
   }
   c.line(kLeft, kTop, kLeft, y_base, kAxis);
   const std::int64_t group = num_kv_heads > 0 ? heads / num_kv_heads : 0;
-  const std::int64_t label_every = std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(24.0 / (bar_w + gap))));
+  const std::int64_t label_every =
+      std::max<std::int64_t>(1, static_cast<std::int64_t>(std::ceil(24.0 / (bar_w + gap))));
   for (std::int64_t h = 0; h < heads; ++h) {
     const float d = density[static_cast<std::size_t>(h)];
     const double v = std::isfinite(d) ? std::min(1.0, std::max(0.0, static_cast<double>(d))) : 0.0;
@@ -335,7 +343,8 @@ void write_density_figure(const std::string& path, const std::string& title,
       if (bar_w >= 22) c.text(fixed(d, 2), x + bar_w / 2, y_base - v * kPlotH - 4, 9, 0.5);
     }
   }
-  c.text(group > 0 ? "query head (and its KV head)" : "query head", kLeft + plot_w / 2, y_base + 44, 12, 0.5);
+  c.text(group > 0 ? "query head (and its KV head)" : "query head", kLeft + plot_w / 2, y_base + 44,
+         12, 0.5);
   c.vertical_text("density", 20, kTop + kPlotH / 2, 12);
   c.legend_item(kLeft, height - 12, kSelected, "density: selected causal blocks / causal blocks");
   write_file_atomic(path, c.png_bytes());
@@ -346,7 +355,8 @@ void write_line_figure(const std::string& path, const std::string& title,
   if (panels.empty()) png_fail("line figure: no panels");
   constexpr double kPanelW = 420, kPanelH = 280, kLeft = 70, kGap = 90, kTop = 70, kBottom = 60;
   double legend_h = 0;
-  for (const LinePanel& p : panels) legend_h = std::max(legend_h, 18.0 * static_cast<double>(p.series.size()));
+  for (const LinePanel& p : panels)
+    legend_h = std::max(legend_h, 18.0 * static_cast<double>(p.series.size()));
   const int width = static_cast<int>(kLeft + panels.size() * (kPanelW + kGap) - kGap + 30);
   const int height = static_cast<int>(kTop + kPanelH + kBottom + legend_h + 10);
   Canvas c(width, height);
@@ -355,7 +365,8 @@ void write_line_figure(const std::string& path, const std::string& title,
     const LinePanel& p = panels[pi];
     const double x0 = kLeft + pi * (kPanelW + kGap), y0 = kTop, y1 = kTop + kPanelH;
     c.text(p.title, x0 + kPanelW / 2, y0 - 12, 13, 0.5, true);
-    double xmin = INFINITY, xmax = -INFINITY, ymin = p.y_from_zero ? 0.0 : INFINITY, ymax = -INFINITY;
+    double xmin = INFINITY, xmax = -INFINITY, ymin = p.y_from_zero ? 0.0 : INFINITY,
+           ymax = -INFINITY;
     std::vector<double> xs;
     for (const Series& s : p.series) {
       for (std::size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
@@ -363,8 +374,10 @@ void write_line_figure(const std::string& path, const std::string& title,
         xmin = std::min(xmin, s.x[i]);
         xmax = std::max(xmax, s.x[i]);
         xs.push_back(s.x[i]);
-        const double hi = i < s.hi.size() && std::isfinite(s.hi[i]) ? std::max(s.hi[i], s.y[i]) : s.y[i];
-        const double lo = i < s.lo.size() && std::isfinite(s.lo[i]) ? std::min(s.lo[i], s.y[i]) : s.y[i];
+        const double hi =
+            i < s.hi.size() && std::isfinite(s.hi[i]) ? std::max(s.hi[i], s.y[i]) : s.y[i];
+        const double lo =
+            i < s.lo.size() && std::isfinite(s.lo[i]) ? std::min(s.lo[i], s.y[i]) : s.y[i];
         ymax = std::max(ymax, hi);
         ymin = std::min(ymin, lo);
       }
@@ -406,8 +419,10 @@ void write_line_figure(const std::string& path, const std::string& title,
       cairo_set_line_width(c.cr(), 2);
       for (std::size_t i = 0; i < s.x.size() && i < s.y.size(); ++i) {
         if (!std::isfinite(s.x[i]) || !std::isfinite(s.y[i])) continue;
-        if (!started) cairo_move_to(c.cr(), X(s.x[i]) + off, Y(s.y[i]));
-        else cairo_line_to(c.cr(), X(s.x[i]) + off, Y(s.y[i]));
+        if (!started)
+          cairo_move_to(c.cr(), X(s.x[i]) + off, Y(s.y[i]));
+        else
+          cairo_line_to(c.cr(), X(s.x[i]) + off, Y(s.y[i]));
         started = true;
       }
       cairo_stroke(c.cr());
@@ -429,7 +444,8 @@ void write_line_figure(const std::string& path, const std::string& title,
   write_file_atomic(path, c.png_bytes());
 }
 
-// --- `proxyattn plan` -------------------------------------------------------------------------------
+// --- `proxyattn plan`
+// -------------------------------------------------------------------------------
 
 void write_plan_png(const std::string& path, const Plan& plan, const std::vector<int>& heads) {
   if (heads.empty()) png_fail("--png: no heads to show");
@@ -439,7 +455,8 @@ void write_plan_png(const std::string& path, const Plan& plan, const std::vector
   std::ostringstream title;
   title << "Selected blocks, sequence 0 (" << l.num_blocks[0] << " blocks of " << l.block_size
         << " tokens)";
-  write_block_figure(path, title.str(), panels, static_cast<int>(std::min<std::size_t>(heads.size(), 4)));
+  write_block_figure(path, title.str(), panels,
+                     static_cast<int>(std::min<std::size_t>(heads.size(), 4)));
 }
 
 void write_density_png(const std::string& path, const std::vector<float>& density) {

@@ -20,30 +20,30 @@ namespace proxyattn::runner {
 
 /// \brief RoPE frequency scaling (config.json "rope_scaling" or "rope_parameters").
 struct RopeScaling {
-  std::string type = "default";  ///< "default", "linear" or "llama3"
-  double factor = 1.0;           ///< linear, llama3: frequencies divided by factor
-  double low_freq_factor = 1.0;  ///< llama3 only
+  std::string type = "default";   ///< "default", "linear" or "llama3"
+  double factor = 1.0;            ///< linear, llama3: frequencies divided by factor
+  double low_freq_factor = 1.0;   ///< llama3 only
   double high_freq_factor = 4.0;  ///< llama3 only
   std::int64_t original_max_position_embeddings = 8192;  ///< llama3 only
 };
 
 /// \brief The architecture of a checkpoint, validated.
 struct ModelConfig {
-  std::string model_type;            ///< "llama", "mistral" or "qwen2"
+  std::string model_type;  ///< "llama", "mistral" or "qwen2"
   std::int64_t vocab_size = 0;
-  std::int64_t hidden_size = 0;      ///< D
+  std::int64_t hidden_size = 0;        ///< D
   std::int64_t intermediate_size = 0;  ///< F, the MLP width
   std::int64_t num_layers = 0;
   std::int64_t num_qo_heads = 0;
   std::int64_t num_kv_heads = 0;
-  std::int64_t head_dim = 0;         ///< d; defaults to hidden_size / num_qo_heads
+  std::int64_t head_dim = 0;  ///< d; defaults to hidden_size / num_qo_heads
   std::int64_t max_position_embeddings = 0;
   double rms_norm_eps = 1e-6;
   double rope_theta = 10000.0;
   RopeScaling rope_scaling;
   bool tie_word_embeddings = false;
-  bool attention_bias = false;       ///< q/k/v projections carry a bias (qwen2: always)
-  std::int64_t bos_token_id = -1;    ///< -1 when the config names none
+  bool attention_bias = false;              ///< q/k/v projections carry a bias (qwen2: always)
+  std::int64_t bos_token_id = -1;           ///< -1 when the config names none
   std::vector<std::int64_t> eos_token_ids;  ///< possibly empty
 
   /// \brief The RoPE inverse frequencies, [head_dim / 2], after rope_scaling.
@@ -60,25 +60,25 @@ ModelConfig parse_model_config(const std::string& json_text, const std::string& 
 /// \brief One transformer layer's weights in fp32, row-major as in the checkpoint
 /// (nn.Linear: [out_features, in_features]).
 struct LayerWeights {
-  std::vector<float> attn_norm;  // [D]
-  std::vector<float> wq;         // [num_qo_heads * d, D]
-  std::vector<float> wk;         // [num_kv_heads * d, D]
-  std::vector<float> wv;         // [num_kv_heads * d, D]
+  std::vector<float> attn_norm;   // [D]
+  std::vector<float> wq;          // [num_qo_heads * d, D]
+  std::vector<float> wk;          // [num_kv_heads * d, D]
+  std::vector<float> wv;          // [num_kv_heads * d, D]
   std::vector<float> bq, bk, bv;  // [num_qo_heads * d], [num_kv_heads * d] x 2; empty without bias
-  std::vector<float> wo;         // [D, num_qo_heads * d]
-  std::vector<float> mlp_norm;   // [D]
-  std::vector<float> w_gate;     // [F, D]
-  std::vector<float> w_up;       // [F, D]
-  std::vector<float> w_down;     // [D, F]
+  std::vector<float> wo;          // [D, num_qo_heads * d]
+  std::vector<float> mlp_norm;    // [D]
+  std::vector<float> w_gate;      // [F, D]
+  std::vector<float> w_up;        // [F, D]
+  std::vector<float> w_down;      // [D, F]
 };
 
 /// \brief A loaded model: config and fp32 weights.
 struct Model {
   ModelConfig config;
-  std::vector<float> embed;       // [vocab_size, D]
+  std::vector<float> embed;          // [vocab_size, D]
   std::vector<LayerWeights> layers;  // [num_layers]
-  std::vector<float> final_norm;  // [D]
-  std::vector<float> lm_head;     // [vocab_size, D]; empty when tied to embed
+  std::vector<float> final_norm;     // [D]
+  std::vector<float> lm_head;        // [vocab_size, D]; empty when tied to embed
 
   /// \brief The output projection: lm_head, or embed when the embeddings are tied.
   const std::vector<float>& output_weights() const { return lm_head.empty() ? embed : lm_head; }

@@ -27,8 +27,8 @@ AttentionMode parse_attention_mode(const std::string& name);
 /// \brief How a forward pass runs.
 struct RunOptions {
   AttentionMode attention = AttentionMode::kDense;
-  Config config;                  ///< ProxyAttn config (used when attention is kProxy)
-  int num_threads = 0;            ///< attention and GEMM threads; 0 = all hardware threads
+  Config config;                     ///< ProxyAttn config (used when attention is kProxy)
+  int num_threads = 0;               ///< attention and GEMM threads; 0 = all hardware threads
   std::int64_t chunk_tokens = 1024;  ///< tokens per projection / MLP chunk, >= 1
 };
 
@@ -48,7 +48,7 @@ struct PrefillStats {
   double plan_ms = 0.0;       ///< the plan() part of attention_ms (ProxyAttn only)
   std::vector<double> layer_attention_ms;  // [num_layers]
   /// Density per layer: selected causal blocks / causal blocks, weighted over heads (1 for dense).
-  std::vector<double> density;              // [num_layers]
+  std::vector<double> density;                         // [num_layers]
   std::vector<std::vector<float>> head_density;        // [num_layers][num_qo_heads]
   std::vector<std::vector<std::int32_t>> head_budget;  // [num_layers][num_qo_heads] blocks
   /// \brief Mean of density over layers.
@@ -83,8 +83,8 @@ class Session {
 struct Generation {
   std::vector<std::int32_t> tokens;  ///< generated ids, without the EOS that stopped it
   PrefillStats prefill;
-  double decode_ms = 0.0;            ///< time of the decode steps
-  std::int64_t decode_steps = 0;     ///< forward passes after prefill
+  double decode_ms = 0.0;         ///< time of the decode steps
+  std::int64_t decode_steps = 0;  ///< forward passes after prefill
   /// \brief Decoded tokens per second (0 when nothing was decoded).
   double decode_tokens_per_s() const;
 };
