@@ -33,11 +33,8 @@ std::string read_text_file(const std::string& path) {
 }  // namespace
 
 void model_progress(const std::string& message) {
-  if (isatty(STDERR_FILENO)) {
-    std::cerr << "\r\033[K" << message << std::flush;
-  } else if (!message.empty()) {
-    std::cerr << message << "\n" << std::flush;
-  }
+  // Only on a terminal, as the other commands do: a failing run's stderr is its one error line.
+  if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K" << message << std::flush;
 }
 
 std::string shipped_model_dir() {

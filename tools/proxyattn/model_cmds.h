@@ -83,7 +83,7 @@ Config demo_config();
 /// exists there, else the source tree's copy.
 std::string shipped_model_dir();
 
-/// \brief Progress on stderr (one line, rewritten in place on a terminal).
+/// \brief Progress on stderr when it is a terminal (one line, rewritten in place).
 void model_progress(const std::string& message);
 
 }  // namespace proxyattn::cli
