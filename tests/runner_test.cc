@@ -398,6 +398,54 @@ TEST_F(BadCheckpoint, GoodOneLoads) {
   EXPECT_FLOAT_EQ(m.layers[0].w_down[23], 0.5f);
 }
 
+TEST_F(BadCheckpoint, SixteenBitWeightsLoad) {
+  write("config.json", kConfig);
+  auto t = good_tensors();
+  // 0.5 as bf16 (0x3f00) in one tensor and as fp16 (0x3800) in another; -2 in the last element.
+  const std::pair<std::size_t, const char*> cases[] = {{10, "BF16"}, {9, "F16"}};
+  for (const auto& [i, dtype] : cases) {
+    safetensors::Tensor x = tensor(t[i].name, t[i].shape, dtype);
+    const std::uint16_t half = std::string(dtype) == "BF16" ? 0x3f00 : 0x3800;
+    const std::uint16_t minus_two = 0xc000;  // -2 in both formats
+    for (std::size_t k = 0; k + 2 <= x.data.size(); k += 2) std::memcpy(&x.data[k], &half, 2);
+    std::memcpy(&x.data[x.data.size() - 2], &minus_two, 2);
+    t[i] = x;
+  }
+  write_weights(t);
+  const Model m = load_model(dir_.string());
+  EXPECT_FLOAT_EQ(m.layers[0].w_down[0], 0.5f);
+  EXPECT_FLOAT_EQ(m.layers[0].w_down[23], -2.0f);
+  EXPECT_FLOAT_EQ(m.layers[0].w_up[0], 0.5f);
+  EXPECT_FLOAT_EQ(m.layers[0].w_up[23], -2.0f);
+}
+
+TEST(ModelConfigParse, Llama31RopeScaling) {
+  // Llama 3.1's rope_scaling: high frequencies kept, low ones divided by factor, a smooth ramp
+  // between (wavelengths between original_max / high_freq_factor and original_max /
+  // low_freq_factor).
+  const ModelConfig c = parse_model_config(
+      R"({"model_type": "llama", "vocab_size": 8, "hidden_size": 4096, "intermediate_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 32, "rope_theta": 500000.0,
+          "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+                           "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}})",
+      "config.json");
+  ASSERT_EQ(c.head_dim, 128);
+  const std::vector<double> inv = c.rope_inv_freq();
+  ASSERT_EQ(inv.size(), 64u);
+  for (std::size_t i = 0; i < inv.size(); ++i) {
+    const double base = 1.0 / std::pow(500000.0, 2.0 * static_cast<double>(i) / 128.0);
+    const double wavelen = 2 * M_PI / base;
+    if (wavelen < 8192.0 / 4.0) {
+      EXPECT_NEAR(inv[i] / base, 1.0, 1e-5) << i;
+    } else if (wavelen > 8192.0) {
+      EXPECT_NEAR(inv[i] / base, 1.0 / 8.0, 1e-5) << i;
+    } else {
+      const double smooth = (8192.0 / wavelen - 1.0) / 3.0;
+      EXPECT_NEAR(inv[i] / base, (1 - smooth) / 8.0 + smooth, 1e-5) << i;
+    }
+  }
+}
+
 TEST_F(BadCheckpoint, MissingFiles) {
   expect_error({"no config.json"});
   write("config.json", kConfig);
