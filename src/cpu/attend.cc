@@ -177,7 +177,8 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
     const auto* v = static_cast<const char*>(p.v) + (row0 * p.v_stride_n + kv * p.v_stride_h) * elem;
     kernels::pack_block(kernel.layout, bf16, static_cast<int>(b), static_cast<int>(D),
                         static_cast<int>(Dp), k, p.k_stride_n, v, p.v_stride_n, cols,
-                        k_packed.get() + e * block_bytes, v_packed.get() + e * block_bytes);
+                        k_packed.get() + e * block_bytes, v_packed.get() + e * block_bytes,
+                        kernel.isa);
   });
   // Work items, costliest first; ties keep a KV head's query heads together (shared K/V in L2).
   std::vector<Item> items;

@@ -416,3 +416,41 @@ void pool_rows_avx512(const void* src, bool bf16, std::int64_t stride, int heads
 }
 
 }  // namespace proxyattn::cpu::kernels
+
+namespace proxyattn::cpu::kernels {
+
+void pack_bf16_pairs_avx512(int b, int d, int dp, const std::uint16_t* k, std::int64_t k_stride,
+                            const std::uint16_t* v, std::int64_t v_stride, int cols,
+                            std::uint16_t* k_dst, std::uint16_t* v_dst) {
+  // K [d/2][b][2]: 16 keys of one d-pair per gather (indices in bf16 elements, scale 2).
+  const __m512i lane = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int t0 = 0; t0 < cols; t0 += 16) {
+    const __mmask16 live = prefix_mask(cols - t0);
+    const __m512i rows = _mm512_mullo_epi32(_mm512_add_epi32(lane, _mm512_set1_epi32(t0)),
+                                            _mm512_set1_epi32(static_cast<int>(k_stride)));
+    for (int p = 0; p < d / 2; ++p) {
+      const __m512i idx = _mm512_add_epi32(rows, _mm512_set1_epi32(2 * p));
+      const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), live, idx, k, 2);
+      _mm512_store_si512(k_dst + (static_cast<std::size_t>(p) * b + t0) * 2, w);
+    }
+  }
+  // V [b/2][dp][2]: rows t and t + 1 interleaved by 16-bit permutes.
+  const __m512i lo_idx = _mm512_set_epi16(47, 15, 46, 14, 45, 13, 44, 12, 43, 11, 42, 10, 41, 9,
+                                          40, 8, 39, 7, 38, 6, 37, 5, 36, 4, 35, 3, 34, 2, 33, 1,
+                                          32, 0);
+  const __m512i hi_idx = _mm512_add_epi16(lo_idx, _mm512_set1_epi16(16));
+  for (int t = 0; t < cols; t += 2) {
+    const std::uint16_t* r0 = v + t * v_stride;
+    const std::uint16_t* r1 = t + 1 < cols ? v + (t + 1) * v_stride : nullptr;
+    std::uint16_t* dst = v_dst + static_cast<std::size_t>(t / 2) * dp * 2;
+    for (int c = 0; c < d; c += 32) {
+      const __mmask32 k = _cvtu32_mask32(d - c >= 32 ? 0xFFFFFFFFu : (1u << (d - c)) - 1u);
+      const __m512i a = _mm512_maskz_loadu_epi16(k, r0 + c);
+      const __m512i b1 = r1 != nullptr ? _mm512_maskz_loadu_epi16(k, r1 + c) : _mm512_setzero_si512();
+      _mm512_store_si512(dst + 2 * c, _mm512_permutex2var_epi16(a, lo_idx, b1));
+      if (c + 16 < dp) _mm512_store_si512(dst + 2 * c + 32, _mm512_permutex2var_epi16(a, hi_idx, b1));
+    }
+  }
+}
+
+}  // namespace proxyattn::cpu::kernels

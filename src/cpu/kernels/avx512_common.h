@@ -67,6 +67,17 @@ inline std::uint16_t float_to_bf16_bits(float f) {
   return static_cast<std::uint16_t>((u + rounding) >> 16);
 }
 
+// Round to nearest even bf16 (as float_to_bf16_bits, NaN kept quiet), the 16-bit result in the
+// low half of each 32-bit lane (AVX-512F integer ops only).
+inline __m512i to_bf16_bits(__m512 y) {
+  const __m512i u = _mm512_castps_si512(y);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), lsb));
+  const __mmask16 nan = _mm512_cmp_ps_mask(y, y, _CMP_UNORD_Q);
+  const __m512i r = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x00400000));
+  return _mm512_srli_epi32(r, 16);
+}
+
 // Key validity of one query row (token t) against key block [k0, k0 + cols): keys k0..t (causal)
 // and below cols.
 inline int valid_keys(std::int64_t t, std::int64_t k0, int cols) {
@@ -102,7 +113,12 @@ inline void store_row(const float* acc, float m, float l, int d, bool bf16, void
   const float inv = empty ? 0.0f : 1.0f / l;
   if (bf16) {
     auto* out = static_cast<std::uint16_t*>(o);
-    for (int c = 0; c < d; ++c) out[c] = float_to_bf16_bits(acc[c] * inv);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    for (int c = 0; c < d; c += 16) {
+      const __mmask16 k = prefix_mask(d - c);
+      const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv);
+      _mm256_mask_storeu_epi16(out + c, k, _mm512_cvtepi32_epi16(to_bf16_bits(y)));
+    }
   } else {
     auto* out = static_cast<float*>(o);
     int c = 0;

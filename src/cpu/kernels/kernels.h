@@ -41,12 +41,11 @@ struct AttendItem {
   void* o = nullptr;           // [rows] rows of D elements at o + r * o_stride
   std::int64_t o_stride = 0;
   float* lse = nullptr;        // [rows] at lse[r], optional
-  // Per-thread scratch (64-byte aligned), sized by scratch_floats().
+  // Per-thread scratch (64-byte aligned), scratch_layout(block, head_dim, padded_dim).total floats.
   float* scratch = nullptr;
 };
 
-/// \brief Floats of scratch one AttendItem needs for block b and padded head_dim dp.
-/// Rows are b + kExtraRows so a strip of up to 8 rows may run past the block's last row.
+/// Scratch rows are b + kExtraRows, so a strip of up to 8 rows may run past the block's last row.
 constexpr int kExtraRows = 8;
 // Helpers here are `static inline`: each translation unit keeps its own copy, so one compiled
 // with AVX-512 flags can never be the copy a baseline unit links to.
@@ -154,15 +153,22 @@ AttendKernel attend_kernel(Isa isa, bool bf16);
 /// v likewise) into k_dst / v_dst in `layout`; keys cols..b-1 are zero.
 void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* k,
                 std::int64_t k_stride, const void* v, std::int64_t v_stride, int cols, void* k_dst,
-                void* v_dst);
+                void* v_dst, Isa isa = Isa::kScalar);
+
+/// \brief pack_block for kBf16Pairs with AVX-512 (gathers for K, 16-bit permutes for V);
+/// destinations zeroed beforehand where cols < b or dp != d, 64-byte aligned.
+void pack_bf16_pairs_avx512(int b, int d, int dp, const std::uint16_t* k, std::int64_t k_stride,
+                            const std::uint16_t* v, std::int64_t v_stride, int cols,
+                            std::uint16_t* k_dst, std::uint16_t* v_dst);
 
 // Per-tier entries (defined in the tier's translation unit, called only where supported).
 void attend_avx512_fp32(const AttendItem& item);      // fp32 FMA on fp32 or bf16 inputs
 void attend_avx512bf16(const AttendItem& item);       // vdpbf16ps on bf16 inputs
-/// \brief Sum over `threads` concurrent loops of independent zmm FMAs (fp32) or vdpbf16ps
-/// (bf16), in GFLOP/s; 0 if the tier is missing.
-double peak_avx512_fp32_loop(double seconds);          // one thread's GFLOP/s
-double peak_avx512bf16_loop(double seconds);           // one thread's GFLOP/s
-double peak_amx_bf16_loop(double seconds);             // one thread's GFLOP/s
+/// \brief Peak loops: 24 independent zmm FMA (fp32) or vdpbf16ps chains, or 4 AMX tdpbf16ps
+/// tiles, for `seconds` of the calling thread's CPU time; GFLOP per thread-CPU second. Call only
+/// where the tier exists (proxyattn/cpu.h runs them on several threads at once).
+double peak_avx512_fp32_loop(double seconds);
+double peak_avx512bf16_loop(double seconds);
+double peak_amx_bf16_loop(double seconds);
 
 }  // namespace proxyattn::cpu::kernels

@@ -10,22 +10,29 @@ namespace proxyattn::cpu::kernels {
 
 void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* k,
                 std::int64_t k_stride, const void* v, std::int64_t v_stride, int cols, void* k_dst,
-                void* v_dst) {
+                void* v_dst, Isa isa) {
   const std::size_t bytes = packed_block_bytes(layout, b, dp);
   if (cols < b || dp != d) {
     std::memset(k_dst, 0, bytes);
     std::memset(v_dst, 0, bytes);
   }
   if (layout == PackLayout::kBf16Pairs) {
+    if (isa != Isa::kScalar) {
+      pack_bf16_pairs_avx512(b, d, dp, static_cast<const std::uint16_t*>(k), k_stride,
+                             static_cast<const std::uint16_t*>(v), v_stride, cols,
+                             static_cast<std::uint16_t*>(k_dst), static_cast<std::uint16_t*>(v_dst));
+      return;
+    }
     // K [d/2][b][2]: a 32-bit transpose of K viewed as [keys][d/2] dwords.
+    // Pair-major: sequential writes, reads from the block's rows (L1-resident).
     auto* kd = static_cast<std::uint32_t*>(k_dst);
     const auto* ks = static_cast<const std::uint16_t*>(k);
-    for (int t = 0; t < cols; ++t) {
-      const std::uint16_t* row = ks + t * k_stride;
-      for (int p = 0; p < d / 2; ++p) {
+    for (int p = 0; p < d / 2; ++p) {
+      std::uint32_t* dst = kd + static_cast<std::size_t>(p) * b;
+      for (int t = 0; t < cols; ++t) {
         std::uint32_t w;
-        std::memcpy(&w, row + 2 * p, sizeof(w));
-        kd[static_cast<std::size_t>(p) * b + t] = w;
+        std::memcpy(&w, ks + t * k_stride + 2 * p, sizeof(w));
+        dst[t] = w;
       }
     }
     // V [b/2][dp][2]: rows t and t + 1 interleaved.
@@ -41,18 +48,23 @@ void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* 
   // fp32: K [d][b], V [b][dp].
   auto* kd = static_cast<float*>(k_dst);
   auto* vd = static_cast<float*>(v_dst);
+  for (int c = 0; c < d; ++c) {  // dimension-major: sequential writes
+    float* dst = kd + static_cast<std::size_t>(c) * b;
+    if (bf16) {
+      const auto* ks = static_cast<const std::uint16_t*>(k) + c;
+      for (int t = 0; t < cols; ++t) dst[t] = bf16_to_float(ks[t * k_stride]);
+    } else {
+      const auto* ks = static_cast<const float*>(k) + c;
+      for (int t = 0; t < cols; ++t) dst[t] = ks[t * k_stride];
+    }
+  }
   for (int t = 0; t < cols; ++t) {
     float* vrow = vd + static_cast<std::size_t>(t) * dp;
     if (bf16) {
-      const auto* krow = static_cast<const std::uint16_t*>(k) + t * k_stride;
       const auto* vs = static_cast<const std::uint16_t*>(v) + t * v_stride;
-      for (int c = 0; c < d; ++c) kd[static_cast<std::size_t>(c) * b + t] = bf16_to_float(krow[c]);
       for (int c = 0; c < d; ++c) vrow[c] = bf16_to_float(vs[c]);
     } else {
-      const auto* krow = static_cast<const float*>(k) + t * k_stride;
-      const auto* vs = static_cast<const float*>(v) + t * v_stride;
-      for (int c = 0; c < d; ++c) kd[static_cast<std::size_t>(c) * b + t] = krow[c];
-      std::memcpy(vrow, vs, sizeof(float) * d);
+      std::memcpy(vrow, static_cast<const float*>(v) + t * v_stride, sizeof(float) * d);
     }
   }
 }
