@@ -29,10 +29,15 @@ inline void pv_chunk(float* const* acc, const float* alpha, const std::uint16_t*
   __m512 o[R][W];
   #pragma GCC unroll 32
   for (int r = 0; r < R; ++r) {
+    // alpha 0: the row's first keys; acc is not read (it is not zeroed per item).
+    const bool fresh = alpha[r] == 0.0f;
     const __m512 va = _mm512_set1_ps(alpha[r]);
     #pragma GCC unroll 32
     for (int c = 0; c < W; ++c) {
-      if (c < cw) o[r][c] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+      if (c < cw) {
+        o[r][c] = fresh ? _mm512_setzero_ps()
+                        : _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+      }
     }
   }
   for (int j = 0; j < pairs; ++j) {
@@ -79,10 +84,15 @@ inline void pv_chunk_masked(float* const* acc, const float* alpha, const std::ui
   __m512 o[R][W];
 #pragma GCC unroll 32
   for (int r = 0; r < R; ++r) {
+    // alpha 0: the row's first keys; acc is not read (it is not zeroed per item).
+    const bool fresh = alpha[r] == 0.0f;
     const __m512 va = _mm512_set1_ps(alpha[r]);
 #pragma GCC unroll 32
     for (int c = 0; c < W; ++c) {
-      if (c < cw) o[r][c] = _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+      if (c < cw) {
+        o[r][c] = fresh ? _mm512_setzero_ps()
+                        : _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+      }
     }
   }
   for (int j = 0; j < max_pairs; ++j) {
@@ -152,7 +162,6 @@ void attend_item(const AttendItem& it) {
   for (int r = 0; r < srows; ++r) {
     m[r] = kNegInf;
     _mm512_store_ps(l + 16 * r, _mm512_setzero_ps());
-    for (int c = 0; c < dp; c += 16) _mm512_store_ps(acc + r * dp + c, _mm512_setzero_ps());
   }
   const auto* q = static_cast<const std::uint16_t*>(it.q);
   const __m512 vc = _mm512_set1_ps(it.scale * kLog2e);

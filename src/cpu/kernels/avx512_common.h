@@ -109,26 +109,26 @@ inline bool update_max(float* m, float block_max_scaled, float* alpha) {
 // Writes the epilogue of one row: O = acc / l (D elements, bf16 or fp32), LSE = m ln2 + ln l;
 // a row that attended nothing gets O = 0 and LSE = -inf.
 inline void store_row(const float* acc, float m, float l, int d, bool bf16, void* o, float* lse) {
-  const bool empty = m == kNegInf;
+  const bool empty = m == kNegInf;  // acc was never written: not read
   const float inv = empty ? 0.0f : 1.0f / l;
   if (bf16) {
     auto* out = static_cast<std::uint16_t*>(o);
     const __m512 vinv = _mm512_set1_ps(inv);
     for (int c = 0; c < d; c += 16) {
       const __mmask16 k = prefix_mask(d - c);
-      const __m512 y = _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv);
+      const __m512 y = empty ? _mm512_setzero_ps()
+                             : _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv);
       _mm256_mask_storeu_epi16(out + c, k, _mm512_cvtepi32_epi16(to_bf16_bits(y)));
     }
   } else {
     auto* out = static_cast<float*>(o);
     int c = 0;
     const __m512 vinv = _mm512_set1_ps(inv);
-    for (; c + 16 <= d; c += 16) {
-      _mm512_storeu_ps(out + c, _mm512_mul_ps(_mm512_loadu_ps(acc + c), vinv));
-    }
-    if (c < d) {
+    for (; c < d; c += 16) {
       const __mmask16 k = prefix_mask(d - c);
-      _mm512_mask_storeu_ps(out + c, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv));
+      const __m512 y = empty ? _mm512_setzero_ps()
+                             : _mm512_mul_ps(_mm512_maskz_loadu_ps(k, acc + c), vinv);
+      _mm512_mask_storeu_ps(out + c, k, y);
     }
   }
   if (lse != nullptr) *lse = empty ? kNegInf : m * kLn2 + logf(l);
