@@ -7,6 +7,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace proxyattn {
 
@@ -43,6 +44,12 @@ Error error_of(const Args&... args) {
   (os << ... << args);
   return Error(os.str());
 }
+
+/// \brief text made safe for a one-line message: control characters, DEL, non-ASCII bytes and
+/// (with escape_backslash) backslashes as \xNN, cut to max_chars input bytes followed by "...".
+/// Hostile names then never forge lines, move the cursor or flood the terminal.
+std::string printable(std::string_view text, std::size_t max_chars = 64,
+                      bool escape_backslash = true);
 
 /// \brief A non-owning view of a strided tensor of rank <= 4. Strides count elements.
 struct TensorView {

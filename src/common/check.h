@@ -33,26 +33,7 @@ std::string shortest_text(T v) {
   return buf;
 }
 
-/// \brief text made safe for a one-line message: control characters, DEL and non-ASCII bytes
-/// as \xNN, cut to max_chars input bytes followed by "..." (hostile names never forge lines,
-/// move the cursor or flood the terminal).
-inline std::string printable(std::string_view text, std::size_t max_chars = 64) {
-  std::string out;
-  const std::size_t n = text.size() > max_chars ? max_chars : text.size();
-  out.reserve(n + 8);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > max_chars) out += "...";
-  return out;
-}
+using ::proxyattn::printable;
 
 // One message argument: floating-point values in their shortest round-trip form.
 template <typename T>

@@ -1,6 +1,8 @@
 // src/common/types.cc: dtype and device names, tensor view helpers.
 #include "proxyattn/types.h"
 
+#include <cstdio>
+
 #include "common/check.h"
 #include "common/numeric.h"
 
@@ -79,6 +81,24 @@ float load_element(const void* data, DType dtype, std::int64_t i) {
 
 void convert_elements(const void* src, DType from, void* dst, DType to, std::int64_t count) {
   for (std::int64_t e = 0; e < count; ++e) store_float(dst, to, e, load_float(src, from, e));
+}
+
+std::string printable(std::string_view text, std::size_t max_chars, bool escape_backslash) {
+  std::string out;
+  const std::size_t n = text.size() > max_chars ? max_chars : text.size();
+  out.reserve(n + 8);
+  for (std::size_t i = 0; i < n; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c >= 0x7f || (escape_backslash && c == '\\')) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+      out += buf;
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (text.size() > max_chars) out += "...";
+  return out;
 }
 
 }  // namespace proxyattn

@@ -47,25 +47,9 @@ inline std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* what
   return r;
 }
 
-/// \brief s with control and non-ASCII bytes escaped as \xNN and cut to max_chars, for messages.
+/// \brief s made safe for a message (proxyattn::printable), cut at 200 bytes by default.
 inline std::string printable(const std::string& s, std::size_t max_chars = 200) {
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    if (out.size() >= max_chars) {
-      out += "... (" + std::to_string(s.size()) + " bytes)";
-      break;
-    }
-    const unsigned char ch = static_cast<unsigned char>(s[i]);
-    if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
-      out += static_cast<char>(ch);
-    } else {
-      out += "\\x";
-      out += kHex[ch >> 4];
-      out += kHex[ch & 15];
-    }
-  }
-  return out;
+  return ::proxyattn::printable(s, max_chars);
 }
 
 /// \brief "[a, b, c]".

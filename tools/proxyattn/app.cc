@@ -51,11 +51,12 @@ int run_parsed(Commands& c) {
 namespace {
 
 // One line on stderr; the text is escaped and cut so no input can forge lines or flood it.
+// Backslashes stay: the library's own messages already escape what they quote.
 int report(const std::string& what) {
   std::cout.flush();
   std::string text = what;
   if (text.rfind("proxyattn: ", 0) != 0) text = "proxyattn: " + text;
-  std::cerr << "error: " << printable(text, 1000) << std::endl;
+  std::cerr << "error: " << printable(text, 1000, /*escape_backslash=*/false) << std::endl;
   return 2;
 }
 

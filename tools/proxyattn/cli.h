@@ -54,9 +54,6 @@ struct Inputs {
 /// \brief Loads --input or generates the workload, converted to the run's dtype.
 void load_inputs(const CommonOptions& o, Inputs& in);
 
-/// \brief text made safe for a one-line message: control characters, DEL, backslash and
-/// non-ASCII bytes as \xNN, cut to max_chars input bytes followed by "...".
-std::string printable(const std::string& text, std::size_t max_chars = 64);
 
 /// \brief Strict integer flag: the whole text is a decimal integer in [lo, hi] (no sign for
 /// lo >= 0, no spaces, no suffix), else proxyattn::Error naming the flag, the (cut, escaped)
@@ -93,11 +90,6 @@ struct RunOutput {
 
 /// \brief Writes the selected blocks of the listed heads of sequence 0 as a PNG heatmap.
 void write_plan_png(const std::string& path, const Plan& plan, const std::vector<int>& heads);
-/// \brief Writes density per head as a bar chart PNG (grid lines at 0.25 steps).
-void write_density_png(const std::string& path, const std::vector<float>& density);
-/// \brief Writes an RGB image [height, width, 3] as a PNG file.
-void write_rgb_png(const std::string& path, std::int64_t width, std::int64_t height,
-                   const std::vector<std::uint8_t>& image);
 
 int run_bench(const CommonOptions& o, int repeats);
 int run_check(const CommonOptions& o);

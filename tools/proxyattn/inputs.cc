@@ -37,23 +37,6 @@ Buffer mirror(const Buffer& host, Device device) {
 
 }  // namespace
 
-std::string printable(const std::string& text, std::size_t max_chars) {
-  std::string out;
-  const std::size_t n = std::min(text.size(), max_chars);
-  for (std::size_t i = 0; i < n; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c < 0x20 || c >= 0x7f || c == '\\') {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-      out += buf;
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  if (text.size() > max_chars) out += "...";
-  return out;
-}
-
 namespace {
 
 // Digits only (after one leading '-' when allowed): std::stoi and friends stop at the first bad

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "tools/proxyattn/cli.h"
+#include "tools/proxyattn/png.h"
 
 namespace proxyattn::cli {
 
@@ -100,7 +101,9 @@ int run_plan(const CommonOptions& o, const std::string& png, const std::string& 
     std::printf(")\n");
   }
   if (!density_png.empty()) {
-    write_density_png(density_png, std::vector<float>(hp.plan.density, hp.plan.density + H));
+    write_density_figure(density_png, "Density per query head, sequence 0",
+                         std::vector<float>(hp.plan.density, hp.plan.density + H),
+                         hp.plan.layout.num_kv_heads);
     std::printf("  wrote %s (density of heads 0 .. %lld, sequence 0)\n",
                 printable(density_png, 256).c_str(),
                 static_cast<long long>(H - 1));

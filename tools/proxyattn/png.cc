@@ -4,7 +4,7 @@
 //     triangle white; a caption per panel (head, KV head, budget, density), axes and a legend.
 //   write_density_figure: density per head as labelled bars with a 0-1 axis and a legend.
 //   write_line_figure: line charts with interval whiskers (eval: accuracy and time against length).
-//   write_plan_png / write_density_png: `proxyattn plan --png / --density-png` on top of these.
+//   write_plan_png: `proxyattn plan --png` on top of these (--density-png is a density figure).
 #include "tools/proxyattn/png.h"
 
 #include <cairo.h>
@@ -457,10 +457,6 @@ void write_plan_png(const std::string& path, const Plan& plan, const std::vector
         << " tokens)";
   write_block_figure(path, title.str(), panels,
                      static_cast<int>(std::min<std::size_t>(heads.size(), 4)));
-}
-
-void write_density_png(const std::string& path, const std::vector<float>& density) {
-  write_density_figure(path, "Density per query head, sequence 0", density, 0);
 }
 
 }  // namespace proxyattn::cli
