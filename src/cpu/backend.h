@@ -1,5 +1,6 @@
 // src/cpu/backend.h: the multithreaded CPU backend behind the public API. The public entries
-// validate; these run SPEC.md's stages, each in its own file (estimate, budget, select, attend).
+// validate; these run docs/SPEC.md's stages, each in its own file (estimate, budget, select,
+// attend).
 #pragma once
 
 #include "proxyattn/config.h"

@@ -1,4 +1,4 @@
-// src/cpu/stages.h: SPEC.md's stages on the CPU, one file each, for one sequence at a time.
+// src/cpu/stages.h: docs/SPEC.md's stages on the CPU, one file each, for one sequence at a time.
 // Tokens are relative to the sequence; `start` is its first row in the packed tensors.
 #pragma once
 

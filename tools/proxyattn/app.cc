@@ -21,7 +21,8 @@ void build_app(CLI::App& app, Commands& c) {
         c.repeats = static_cast<int>(parse_int_flag("--repeats", text, 1, 1000000));
       },
       "timed runs per stage (median) [1]");
-  c.check = app.add_subcommand("check", "the backend against the reference (SPEC.md section 4)");
+  c.check = app.add_subcommand("check",
+                               "the backend against the reference (docs/SPEC.md section 4)");
   c.check_opts.add_to(*c.check);
   c.plan = app.add_subcommand("plan", "budgets and density per head, selected blocks");
   c.plan_opts.add_to(*c.plan);
