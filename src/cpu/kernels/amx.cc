@@ -37,7 +37,7 @@ double peak_amx_bf16_loop(double seconds) {
     cfg.rows[t] = 16;
   }
   _tile_loadconfig(&cfg);
-  alignas(64) static std::uint16_t a[16 * 32], b[16 * 32];
+  alignas(64) static thread_local std::uint16_t a[16 * 32], b[16 * 32];  // one per thread
   for (int i = 0; i < 16 * 32; ++i) {
     a[i] = 0x3f80;  // 1.0
     b[i] = 0x3580;  // 2^-20
