@@ -17,10 +17,7 @@ namespace proxyattn::runner {
 /// \brief Throws proxyattn::Error with "proxyattn: " and the streamed arguments.
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
-  std::ostringstream os;
-  os << "proxyattn: ";
-  (os << ... << args);
-  throw Error(os.str());
+  throw error_of(args...);
 }
 
 /// Throws proxyattn::Error with the streamed message when cond is false.

@@ -66,10 +66,7 @@ std::uint64_t parse_u64_flag(const std::string& flag, const std::string& text);
 /// \brief Throws proxyattn::Error with the streamed message (the CLI's own checks).
 template <typename... Args>
 [[noreturn]] void fail(const Args&... args) {
-  std::ostringstream os;
-  os << "proxyattn: ";
-  (os << ... << args);
-  throw Error(os.str());
+  throw error_of(args...);
 }
 
 /// \brief Host vector of T holding a buffer's bytes (synchronizes for device memory).
