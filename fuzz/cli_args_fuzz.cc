@@ -18,7 +18,7 @@
 namespace {
 
 void check_message(const std::string& what) {
-  const std::string line = proxyattn::cli::printable(what, 1000);
+  const std::string line = proxyattn::printable(what, 1000);
   if (line.size() > 4200) std::abort();
   for (char c : line) {
     if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x7f) std::abort();
