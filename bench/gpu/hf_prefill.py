@@ -49,13 +49,6 @@ def build_model(layers):
     return model.eval()
 
 
-def set_attention(model, name):
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(name)
-    else:
-        model.config._attn_implementation = name
-
-
 def time_prefill(model, ids, repeats, warmup):
     """Median milliseconds of model(ids) with logits for the last token only."""
     times = []
@@ -135,10 +128,10 @@ def main():
         ids = torch.randint(0, LLAMA_31_8B["vocab_size"], (1, seq_len), device="cuda")
         # sdpa once per length (a 32-layer 128K prefill is ~17 s a run on an H200), then each
         # density; all in this process on this card.
-        set_attention(model, "sdpa")
+        proxyattn.hf.set_attention(model, "sdpa")
         sdpa_ms = time_prefill(model, ids, args.repeats, args.warmup)
         for density in densities:
-            set_attention(model, "proxyattn")
+            proxyattn.hf.set_attention(model, "proxyattn")
             model.config.proxyattn = {"forced_density": density}
             proxy_ms = time_prefill(model, ids, args.repeats, args.warmup)
             row = dict(seq_len=seq_len, density=density, sdpa_ms=round(sdpa_ms, 2),
@@ -156,7 +149,7 @@ def main():
     for seq_len in (4096, 32768):
         python_us, core_us = host_cost_us(module, seq_len, 0.1)
         ids = torch.randint(0, LLAMA_31_8B["vocab_size"], (1, seq_len), device="cuda")
-        set_attention(model, "proxyattn")
+        proxyattn.hf.set_attention(model, "proxyattn")
         prefill_ms = time_prefill(model, ids, args.repeats, args.warmup) * 32 / args.layers
         share = 32 * python_us / (prefill_ms * 1e3)
         host.append(dict(seq_len=seq_len, python_layer_us=round(python_us, 1),

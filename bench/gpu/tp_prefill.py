@@ -96,28 +96,6 @@ def write_checkpoint(path, layers):
     os.replace(tmp, path)
 
 
-def tp_pretrained_kwargs(tp_size):
-    """distributed_config=DistributedConfig(tp_size=N) where transformers has it, else
-    tp_plan="auto"."""
-    import inspect
-    config_cls = None
-    try:
-        from transformers import DistributedConfig as config_cls
-    except ImportError:
-        try:
-            from transformers.distributed import DistributedConfig as config_cls
-        except ImportError:
-            pass
-    if config_cls is not None:
-        try:
-            params = inspect.signature(config_cls).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "tp_size" in params:
-            return {"distributed_config": config_cls(tp_size=tp_size)}
-    return {"tp_plan": "auto"}
-
-
 def load(path, tp=None):
     import transformers
     if tp is None:
@@ -125,15 +103,8 @@ def load(path, tp=None):
         model = model.to("cuda")
     else:
         model = transformers.AutoModelForCausalLM.from_pretrained(
-            path, dtype=torch.bfloat16, **tp_pretrained_kwargs(tp))
+            path, dtype=torch.bfloat16, **proxyattn.hf.tp_pretrained_kwargs(tp))
     return model.eval()
-
-
-def set_attention(model, name):
-    if hasattr(model, "set_attn_implementation"):
-        model.set_attn_implementation(name)
-    else:
-        model.config._attn_implementation = name
 
 
 def time_prefill(model, ids, repeats, warmup, distributed):
@@ -169,9 +140,9 @@ def measure(model, lengths, densities, g, args, distributed, density_pass):
     for seq_len in lengths:
         gen = torch.Generator().manual_seed(seq_len)  # the same ids on every rank
         ids = torch.randint(0, LLAMA_31_8B["vocab_size"], (1, seq_len), generator=gen).cuda()
-        set_attention(model, "sdpa")
+        proxyattn.hf.set_attention(model, "sdpa")
         res = {"sdpa": time_prefill(model, ids, args.repeats, args.warmup, distributed)}
-        set_attention(model, "proxyattn")
+        proxyattn.hf.set_attention(model, "proxyattn")
         for density in densities:
             model.config.proxyattn = {"forced_density": density, "num_proxy_heads": g}
             ms = time_prefill(model, ids, args.repeats, args.warmup, distributed)

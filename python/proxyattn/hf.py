@@ -36,7 +36,8 @@ import warnings
 from .config import FIELDS, Config, config_text, resolve_config
 
 __all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "shard_settings",
-           "tp_degree", "TPShard", "record_density", "DensityRecord", "summarize_density"]
+           "tp_degree", "TPShard", "record_density", "DensityRecord", "summarize_density",
+           "tp_pretrained_kwargs", "set_attention"]
 
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
@@ -292,6 +293,37 @@ index ranges [start, stop) of its query heads, KV heads and proxy groups."""
 def _error(message):
     from ._core import Error
     return Error(f"proxyattn: {message}")
+
+
+def tp_pretrained_kwargs(tp_size):
+    """from_pretrained keywords for tensor parallelism over tp_size ranks: distributed_config=
+    DistributedConfig(tp_size=N) where transformers has it, else tp_plan="auto" (4.5x, early
+    5.x)."""
+    import inspect
+    config_cls = None
+    try:
+        from transformers import DistributedConfig as config_cls
+    except ImportError:
+        try:
+            from transformers.distributed import DistributedConfig as config_cls
+        except ImportError:
+            pass
+    if config_cls is not None:
+        try:
+            params = inspect.signature(config_cls).parameters
+        except (TypeError, ValueError):
+            params = {}
+        if "tp_size" in params:
+            return {"distributed_config": config_cls(tp_size=tp_size)}
+    return {"tp_plan": "auto"}
+
+
+def set_attention(model, name):
+    """Switches a loaded transformers model to the attention implementation `name`."""
+    if hasattr(model, "set_attn_implementation"):
+        model.set_attn_implementation(name)
+    else:
+        model.config._attn_implementation = name
 
 
 def tp_degree(num_heads, num_kv_heads, local_heads, local_kv_heads):

@@ -42,29 +42,6 @@ NOISE = 1e-4  # bf16 noise of the tolerance rule
 DENSITY_SLACK = 0.02
 
 
-def tp_pretrained_kwargs(tp_size):
-    """from_pretrained keywords for tensor parallelism over tp_size ranks: distributed_config=
-    DistributedConfig(tp_size=N) where transformers has it, else tp_plan="auto" (4.5x, early
-    5.x)."""
-    import inspect
-    config_cls = None
-    try:
-        from transformers import DistributedConfig as config_cls
-    except ImportError:
-        try:
-            from transformers.distributed import DistributedConfig as config_cls
-        except ImportError:
-            pass
-    if config_cls is not None:
-        try:
-            params = inspect.signature(config_cls).parameters
-        except (TypeError, ValueError):
-            params = {}
-        if "tp_size" in params:
-            return {"distributed_config": config_cls(tp_size=tp_size)}
-    return {"tp_plan": "auto"}
-
-
 def local_rows(weight):
     local = weight.to_local() if hasattr(weight, "to_local") else weight
     return int(local.shape[0])
@@ -168,7 +145,7 @@ def main():
     dist.init_process_group("nccl" if args.device == "cuda" else "gloo",
                             timeout=datetime.timedelta(minutes=30))
     hf.clear_cache()  # settings are cached per module id; the reference models are gone
-    model = load(torch.bfloat16, device, **tp_pretrained_kwargs(world))
+    model = load(torch.bfloat16, device, **hf.tp_pretrained_kwargs(world))
     q_rows = local_rows(model.model.layers[0].self_attn.q_proj.weight)
     heads, head_dim = model.config.num_attention_heads, model.config.head_dim
     result["q_proj_local_rows"] = q_rows
