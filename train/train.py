@@ -116,6 +116,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=150)
     ap.add_argument("--answer-weight", type=float, default=1.0)
     ap.add_argument("--ckpt-every", type=float, default=120.0, help="seconds between checkpoints")
+    ap.add_argument("--rope-theta", type=float, default=None,
+                    help="RoPE base for this run (with --init: the context extension's new base)")
     args = ap.parse_args()
 
     global CURRICULUM, TASK_MIX, ANSWER_WEIGHT
@@ -154,12 +156,20 @@ def main():
     if args.init:
         model = load_hf(args.init, device=dev, dtype=torch.float32).train()
         c = model.c
-        print(f"initialized from {args.init}", flush=True)
+        # Context extension: the trained length and the RoPE base come from this run's arguments
+        # (positions are rotated per call, so nothing else depends on them).
+        c.max_seq_len = max(c.max_seq_len, args.max_len)
+        if args.rope_theta:
+            c.rope_theta = args.rope_theta
+        print(f"initialized from {args.init} (context {c.max_seq_len}, rope theta {c.rope_theta:g})",
+              flush=True)
     else:
         if args.tiny:
             c = Config(dim=64, n_layers=2, n_heads=2, n_kv_heads=1, head_dim=32, ffn_dim=128, max_seq_len=512)
         else:
             c = Config(max_seq_len=args.max_len)
+            if args.rope_theta:
+                c.rope_theta = args.rope_theta
         model = Llama(c).to(dev)
     print(f"params {sum(p.numel() for p in model.parameters())} ({c.n_params() * 2 / 2**20:.2f} MiB bf16)",
           flush=True)
