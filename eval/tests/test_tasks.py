@@ -199,3 +199,33 @@ def test_generate_cli_deterministic(tmp_path):
     for r in recs:
         assert set(r) >= {"prompt", "answers", "task", "length", "seed"}
         assert all(T.answer_found(a, r["prompt"]) for a in r["answers"])
+
+
+# sha256 of the token ids (to_ids) and of the JSON records the generator produced for these seeds
+# with models/pa-tiny-8k/tokenizer.model over synthetic_text(), before the generator moved to
+# python/proxyattn/eval/tasks.py: training samples and evaluation prompts must stay byte-identical.
+GOLDEN_IDS = "a5a419d7b961ebcfcd92ac8f466e7cc130e8cb8f6e6cbc3b369666ae3f4aec5d"
+GOLDEN_RECORDS = "7e5f85dedf8b234d16542db5f92c13bc668d457fda22d482d876c60fb2c69c74"
+
+
+def test_spm_ids_unchanged():
+    pytest.importorskip("sentencepiece")
+    path = os.path.join(ROOT, "models", "pa-tiny-8k", "tokenizer.model")
+    if not os.path.exists(path):
+        pytest.skip("no models/pa-tiny-8k/tokenizer.model")
+    import hashlib
+    tok = T.SpmTokenizer(path)
+    hay = T.Haystack.from_text(synthetic_text(), tok)
+    words = T.load_words()
+    h_ids, h_rec = hashlib.sha256(), hashlib.sha256()
+    for task in T.TASKS:
+        for L in (512, 4096):
+            for seed in (0, 1, 12345, T.eval_seed(task, L, 3)):
+                inst = T.build(task, seed, L, hay, tok, words)
+                ids = T.to_ids(inst, hay, tok)
+                h_ids.update(ids.tobytes())
+                h_rec.update(json.dumps(T.record(inst, hay), sort_keys=True).encode())
+                fitted, fit_ids = T.fit(task, seed, L, hay, tok, words)  # exact: fit == build
+                assert fit_ids == ids.tolist() and T.record(fitted, hay) == T.record(inst, hay)
+    assert h_ids.hexdigest() == GOLDEN_IDS
+    assert h_rec.hexdigest() == GOLDEN_RECORDS
