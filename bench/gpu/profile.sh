@@ -3,7 +3,8 @@
 # targets bench_cuda.py reports as missed), after bench/gpu/run.sh built build-gpu/.
 #   bash bench/gpu/profile.sh OUTDIR [CASE ...]      # default: every case
 # Writes OUTDIR/ncu-CASE.txt (details page: speed of light, compute workload, memory, occupancy,
-# launch statistics, warp states, scheduler) and OUTDIR/ncu-CASE.csv (the raw metrics), and prints
+# launch statistics, warp states, scheduler), with RAW=1 also OUTDIR/ncu-CASE.csv (every collected
+# metric, a second profiled run), and prints
 # a one-line summary per kernel. Clocks are left as they are (--clock-control none), so durations
 # are comparable with bench_cuda.py's timings. Needs ncu with access to the hardware counters.
 set -uo pipefail
@@ -28,9 +29,11 @@ for c in "${cases[@]}"; do
   ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
     --launch-count 12 "${sections[@]}" --page details --print-units base \
     python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.txt" 2>&1 || status=1
-  ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
-    --launch-count 12 "${sections[@]}" --page raw --csv \
-    python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.csv" 2>/dev/null || status=1
+  if [[ "${RAW:-0}" == 1 ]]; then
+    ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
+      --launch-count 12 "${sections[@]}" --page raw --csv \
+      python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.csv" 2>/dev/null || status=1
+  fi
   echo "== $c"
   grep -E "^  [A-Za-z_].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Waves Per SM|ms per call|==ERR|==WARNING" \
     "$out/ncu-$c.txt" | sed 's/^ *//' | cut -c1-160 | head -60
