@@ -23,15 +23,14 @@ sections=(--section SpeedOfLight --section ComputeWorkloadAnalysis --section Mem
           --section InstructionStats)
 status=0
 for c in "${cases[@]}"; do
-  # Skip the warm-up call's kernels: profile only launches of the second call.
-  skip=1
-  [[ "$c" == plan16k ]] && skip=20
+  # Every launch of the case's kernels, the warm-up call's included (replays are identical).
+  skip=0
   ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
-    --launch-count 12 "${sections[@]}" --page details --print-units base \
+    --launch-count 40 "${sections[@]}" --page details --print-units base \
     python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.txt" 2>&1 || status=1
   if [[ "${RAW:-0}" == 1 ]]; then
     ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
-      --launch-count 12 "${sections[@]}" --page raw --csv \
+      --launch-count 40 "${sections[@]}" --page raw --csv \
       python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.csv" 2>/dev/null || status=1
   fi
   echo "== $c"
