@@ -6,9 +6,10 @@ The attention function (registered as "proxyattn_eval") runs, on prefill (q_len 
   proxyattn  proxyattn.hf's ProxyAttn with the model config's `proxyattn` entry (top-k too);
   mask       a plan built by proxyattn.Plan.from_block_mask from the method's block mask, run by
              proxyattn.attend (sink + local window);
-and SDPA on decode steps, as proxyattn.hf does. Padded batches (left padding here) are unpadded to
-packed sequences with cu_seqlens.
+and SDPA on decode steps, as proxyattn.hf does. Prompts of a batch are left-padded; the prefill
+runs every method on each row's valid tokens (packed with cu_seqlens, or SDPA row by row).
 """
+import functools
 import inspect
 import math
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from .. import hf
+from ..config import config_text
 from . import methods as M
 
 NAME = "proxyattn_eval"
@@ -29,6 +31,7 @@ class _State:
         self.plan_cache = None  # (key, plan, masks, densities) of the current batch
         self.batch_density = None  # per-sequence density of the last masked prefill
         self.recall = None  # {(layer, head): [sum, rows]} while measuring recall
+        self.valid = None  # [batch, seq] bool: the valid (left-padded) tokens of this prefill
 
 
 _STATE = _State()
@@ -36,7 +39,7 @@ _STATE = _State()
 
 def register():
     """Adds "proxyattn_eval" to transformers' attention and mask interfaces (and proxyattn.hf's
-    "proxyattn", whose SDPA fallback this uses)."""
+    "proxyattn", whose settings, kernels and density records it uses)."""
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
     hf.register("proxyattn")
@@ -48,22 +51,74 @@ def register():
 def _forward(module, query, key, value, attention_mask, dropout=0.0, scaling=None, is_causal=None,
              **kwargs):
     """transformers' attention signature: query [B, H, S, D], key/value [B, Hkv, S_kv, D]
-    -> (out [B, S, H, D], None)."""
+    -> (out [B, S, H, D], None).
+
+    A padded prefill arrives without a mask (a [B, 1, S, S] mask is S^2 bytes per row); the
+    valid tokens come from the runner instead, and each method runs on them as packed sequences.
+    Decode steps (and any chunked prefill) run SDPA with transformers' mask."""
     st = _STATE
-    q_len, kv_len = query.shape[2], key.shape[2]
-    if q_len == 1 or q_len != kv_len or st.mode == "dense":
+    batch, heads, q_len, dim = query.shape
+    if q_len == 1 or q_len != key.shape[2]:
         return hf._sdpa(module, query, key, value, attention_mask, dropout=dropout,
                         scaling=scaling, is_causal=is_causal, **kwargs)
+    valid = st.valid
+    if valid is None and attention_mask is not None:
+        valid = hf._padding_layout(attention_mask, batch, q_len)
+        if valid is None:
+            raise RuntimeError("proxyattn.eval: an attention mask other than causal padding")
+    if valid is not None and bool(valid.all()):
+        valid = None
+    sdpa_args = (dropout, scaling, is_causal, kwargs)
+    if st.mode == "dense":
+        return _dense(module, query, key, value, valid, sdpa_args)
     if st.mode == "proxyattn":
+        dense_layer, config, args = hf._settings("proxyattn", module, heads, key.shape[1])
+        if dense_layer:
+            return _dense(module, query, key, value, valid, sdpa_args)
+        reason = hf._unsupported(module, query, key, value, None, dropout, is_causal, kwargs,
+                                 config)
+        if reason is not None:
+            hf._warn_once(reason)
+            return _dense(module, query, key, value, valid, sdpa_args)
+    q, k, v, cu, index = _pack(query, key, value, valid)
+    if st.mode == "proxyattn":
+        if scaling is not None:
+            config = config.replace(scale=float(scaling))
+            args = (config_text(config.key()),)
         if st.recall is not None:
-            _recall_proxyattn(module, query, key, attention_mask, scaling)
-        return hf.attention_forward(module, query, key, value, attention_mask, dropout=dropout,
-                                    scaling=scaling, is_causal=is_causal, _name="proxyattn",
-                                    **kwargs)
-    return _mask_forward(module, query, key, value, attention_mask, scaling)
+            _recall_plan(module, q, k, cu, config)
+        cu_t = None if len(cu) == 2 else torch.tensor(cu, dtype=torch.int32)
+        out = hf._run_prefill(module, q, k, v, cu_t, args, config, scaling)
+    else:
+        out = _mask_attend(module, q, k, v, cu, scaling)
+    if index is None:
+        return out.view(batch, q_len, heads, dim), None
+    full = q.new_zeros(batch * q_len, heads, dim)
+    full.index_copy_(0, index, out)
+    return full.view(batch, q_len, heads, dim), None
 
 
-def _pack(query, key, value, attention_mask):
+def _dense(module, query, key, value, valid, sdpa_args):
+    """SDPA, causal; a padded batch runs row by row on each row's valid (suffix) tokens."""
+    dropout, scaling, is_causal, kwargs = sdpa_args
+    if valid is None:
+        return hf._sdpa(module, query, key, value, None, dropout=dropout, scaling=scaling,
+                        is_causal=is_causal, **kwargs)
+    batch, heads, seq, dim = query.shape
+    out = query.new_zeros(batch, seq, heads, dim)
+    counts = valid.sum(dim=1).tolist()
+    for i, n in enumerate(counts):
+        s0 = seq - int(n)
+        if n == 0:
+            continue
+        o, _ = hf._sdpa(module, query[i:i + 1, :, s0:], key[i:i + 1, :, s0:],
+                        value[i:i + 1, :, s0:], None, dropout=dropout, scaling=scaling,
+                        is_causal=is_causal, **kwargs)
+        out[i, s0:] = o[0]
+    return out, None
+
+
+def _pack(query, key, value, valid):
     """Packed q [T, H, D], k, v [T, Hkv, D] of the valid tokens, cu_seqlens (list) and the index of
     the valid tokens in the padded layout (None when nothing is padded)."""
     batch, heads, seq, dim = query.shape
@@ -71,37 +126,38 @@ def _pack(query, key, value, attention_mask):
     q = query.transpose(1, 2).reshape(batch * seq, heads, dim)
     k = key.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     v = None if value is None else value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
-    valid = None
-    if attention_mask is not None:
-        valid = hf._padding_layout(attention_mask, batch, seq)
-        if valid is None:
-            raise RuntimeError("proxyattn.eval: an attention mask other than causal padding")
-    if valid is None or bool(valid.all()):
+    if valid is None:
         return q.contiguous(), k.contiguous(), None if v is None else v.contiguous(), \
             [i * seq for i in range(batch + 1)], None
     index = valid.reshape(-1).nonzero().squeeze(1)
-    lengths = valid.sum(dim=1).tolist()
     cu = [0]
-    for n in lengths:
+    for n in valid.sum(dim=1).tolist():
         cu.append(cu[-1] + int(n))
     pick = (lambda t: None if t is None else t.index_select(0, index).contiguous())
     return pick(q), pick(k), pick(v), cu, index
 
 
-def _mask_forward(module, query, key, value, attention_mask, scaling):
+@functools.lru_cache(maxsize=64)
+def _sink_local_mask(nb, window, sink, heads):
+    mask = np.ascontiguousarray(M.sink_local_mask(nb, window, sink, heads))
+    return mask, float(mask[0].sum() / M.causal_blocks(nb))
+
+
+def _mask_attend(module, q, k, v, cu, scaling):
+    """sink + local window: a plan from the block masks (Plan.from_block_mask), then attend.
+    The plan serves every layer of the batch."""
     import proxyattn
     st = _STATE
-    batch, heads, seq, dim = query.shape
-    q, k, v, cu, index = _pack(query, key, value, attention_mask)
+    heads, dim = q.shape[1], q.shape[2]
     b = int(st.mask["block_size"])
     cache_key = (tuple(cu), heads, k.shape[1], dim, str(q.dtype), str(q.device), scaling)
     if st.plan_cache is None or st.plan_cache[0] != cache_key:
         masks, dens = [], []
         for s0, s1 in zip(cu[:-1], cu[1:]):
-            nb = M.num_blocks(s1 - s0, b)
-            mask = M.sink_local_mask(nb, st.mask["window"], st.mask["sink"], heads)
-            masks.append(np.ascontiguousarray(mask))
-            dens.append(float(mask[0].sum() / M.causal_blocks(nb)))
+            mask, d = _sink_local_mask(M.num_blocks(s1 - s0, b), st.mask["window"],
+                                       st.mask["sink"], heads)
+            masks.append(mask)
+            dens.append(d)
         plan = proxyattn.Plan.from_block_mask(masks, q, k, cu_seqlens=cu, block_size=b,
                                               scale=scaling)
         st.plan_cache = (cache_key, plan, masks, dens)
@@ -109,26 +165,15 @@ def _mask_forward(module, query, key, value, attention_mask, scaling):
     _, plan, masks, _ = st.plan_cache
     if st.recall is not None:
         _recall_accumulate(getattr(module, "layer_idx", None), q, k, cu, masks, b, scaling)
-    out = proxyattn.attend(q, k, v, plan)
-    if index is None:
-        return out.view(batch, seq, heads, dim), None
-    full = q.new_zeros(batch * seq, heads, dim)
-    full.index_copy_(0, index, out)
-    return full.view(batch, seq, heads, dim), None
+    return proxyattn.attend(q, k, v, plan)
 
 
-def _recall_proxyattn(module, query, key, attention_mask, scaling):
+def _recall_plan(module, q, k, cu, config):
+    """Recall of ProxyAttn's plan for these packed tokens (the same plan the prefill computes)."""
     import proxyattn
-    heads, kv_heads = query.shape[1], key.shape[1]
-    dense, config, _ = hf._settings("proxyattn", module, heads, kv_heads)
-    if dense:
-        return
-    q, k, _, cu, _ = _pack(query, key, None, attention_mask)
-    if scaling is not None:
-        config = config.replace(scale=float(scaling))
     plan = proxyattn.plan(q, k, cu, config)
     _recall_accumulate(getattr(module, "layer_idx", None), q, k, cu, plan.to_dense(),
-                       config.block_size, scaling)
+                       config.block_size, config.scale)
 
 
 @torch.no_grad()
@@ -286,24 +331,29 @@ class Runner:
         return ids, mask, padded, pos
 
     def _prefill(self, rows, use_cache):
-        """The prefill forward -> (outputs, mask, padded, positions, per-row density)."""
+        """The prefill forward -> (outputs, mask, padded, positions, per-row density). The model
+        gets no attention mask (the attention function reads the valid tokens from the state)."""
         ids, mask, padded, pos = self._inputs(rows)
         st = _STATE
         st.plan_cache = None
+        st.valid = mask.bool() if padded else None
         dens = None
-        if st.mode == "proxyattn":
-            with hf.record_density() as rec:
-                out = self.model(input_ids=ids, attention_mask=mask if padded else None,
-                                 position_ids=pos, use_cache=use_cache, **self.last_only)
-            dens = _row_density(rec.calls, len(rows))
-        else:
-            out = self.model(input_ids=ids, attention_mask=mask if padded else None,
-                             position_ids=pos, use_cache=use_cache, **self.last_only)
-            if st.mode == "mask":
-                dens = list(st.batch_density)
+        try:
+            if st.mode == "proxyattn":
+                with hf.record_density() as rec:
+                    out = self.model(input_ids=ids, position_ids=pos, use_cache=use_cache,
+                                     **self.last_only)
+                dens = _row_density(rec.calls, len(rows))
+            else:
+                out = self.model(input_ids=ids, position_ids=pos, use_cache=use_cache,
+                                 **self.last_only)
+                if st.mode == "mask":
+                    dens = list(st.batch_density)
+        finally:
+            st.valid = None
+            st.plan_cache = None
         if dens is None:
             dens = [1.0] * len(rows)
-        st.plan_cache = None
         return out, mask, padded, pos, dens
 
     @torch.no_grad()
