@@ -206,7 +206,8 @@ def resolve(method, target, lengths, base, runner, calib_rows):
         if target is not None:
             k, _ = M.solve_topk(lengths, b, target, full["keep_sink"], full["keep_diagonal"],
                                 full["dense_below_tokens"])
-        config.update(min_budget_tokens=int(k) * b, max_budget_tokens=int(k) * b)
+        # gamma 1 asks for every block; the clamp to [k, k] blocks sets each budget
+        config.update(gamma=1.0, min_budget_tokens=int(k) * b, max_budget_tokens=int(k) * b)
         return {"config": config, "k": int(k)}
     config.update(method.params)
     if target is not None:
@@ -236,9 +237,13 @@ def main(argv=None):
     if not os.path.exists(args.haystack):
         raise SystemExit(f"haystack {args.haystack} not found (give --haystack FILE: text, one "
                          "document per line)")
-    base = base_fields(args)
-    for spec in (args.methods or []):
-        M.parse_spec(spec)  # fail on a bad spec before loading anything
+    try:
+        base = base_fields(args)
+        for spec in (args.methods or []):
+            M.parse_spec(spec)  # fail on a bad spec before loading anything
+        method_list(args, None, base)
+    except ValueError as e:
+        raise SystemExit(f"proxyattn.eval: {e}") from None
     tok = load_tokenizer(args)
     print(f"tokenizer: {type(tok).__name__} ({getattr(tok, 'path', None)}), bos={tok.bos_id}",
           file=sys.stderr)
@@ -251,7 +256,10 @@ def main(argv=None):
     from . import runner as R  # torch and transformers from here on
     run = R.Runner(args.model, tok, device=args.device, dtype=args.dtype,
                    batch_tokens=args.batch_tokens)
-    methods = method_list(args, run.num_kv_heads, base)
+    try:
+        methods = method_list(args, run.num_kv_heads, base)
+    except ValueError as e:
+        raise SystemExit(f"proxyattn.eval: {e}") from None
     print("methods: " + "; ".join(m.spec for m in methods), file=sys.stderr)
     print(f"base config: {base or 'library defaults'}", file=sys.stderr)
     meta = {"model": args.model, "tokenizer": getattr(tok, "path", None),
