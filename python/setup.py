@@ -128,7 +128,7 @@ setup(
     version="0.1.0",
     description="ProxyAttn sparse attention for long-context prefill (numpy, PyTorch, transformers)",
     packages=["proxyattn", "proxyattn.eval"],
-    package_data={"proxyattn.eval": ["words.txt", "data/*.gz"]},
+    package_data={"proxyattn.eval": ["words.txt", "data/*"]},
     package_dir={"proxyattn": os.path.join("proxyattn")},
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExt},
