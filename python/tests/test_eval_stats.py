@@ -141,3 +141,32 @@ def test_matched_knobs_within_tolerance(target):
             if kk >= 1:
                 dk = np.mean([M.topk_density(n, 64, kk) for n in lens])
                 assert abs(dk - target) >= abs(d - target) - 1e-12
+
+
+class FakeRunner:
+    """densities() of a made-up monotone step function of gamma, shifted per prompt."""
+
+    def __init__(self):
+        self.gamma, self.calls = None, 0
+
+    def configure(self, kind, knobs):
+        assert kind == "proxyattn"
+        self.gamma = knobs["config"]["gamma"]
+
+    def densities(self, rows):
+        self.calls += 1
+        return [min(1.0, math.floor((0.15 + r + 0.8 * self.gamma ** 4) * 400) / 400) for r in rows]
+
+
+@pytest.mark.parametrize("target", [0.3, 0.5, 0.72, 0.9])
+def test_calibrate_gamma(target):
+    from proxyattn.eval import cli
+    rows = [0.1 * ((7 * i) % 11) / 10 - 0.05 + (0.08 if i >= 8 else 0) for i in range(32)]
+    run = FakeRunner()
+    gamma, dens = cli.calibrate_gamma(run, {"block_size": 64}, rows, target)
+    run.configure("proxyattn", {"config": {"gamma": gamma}})
+    assert dens == pytest.approx(np.mean(run.densities(rows)))
+    assert abs(dens - target) <= 0.005, (gamma, dens)  # the first 8 prompts alone are biased
+    assert run.calls <= 2 + 14 + 4 + 1
+    low = FakeRunner()
+    assert cli.calibrate_gamma(low, {}, rows, 1.5)[0] == 1.0  # unreachable: gamma 1

@@ -59,8 +59,9 @@ def parse_args(argv=None):
                          "defaults]")
     ap.add_argument("--batch-tokens", type=int, default=131072,
                     help="padded tokens per prefill batch (1048576 = 32 prompts of 32K)")
-    ap.add_argument("--calib-prompts", type=int, default=8,
-                    help="prompts of a cell used to bisect gamma for density targets")
+    ap.add_argument("--calib-prompts", type=int, default=32,
+                    help="prompts of a cell used to choose gamma for density targets (bisection "
+                         "on the first 8, then secant steps on all)")
     ap.add_argument("--recall-prompts", type=int, default=2,
                     help="prompts per cell and method whose attention recall is measured (0: off)")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
@@ -155,29 +156,52 @@ class Progress:
             self.bar.close()
 
 
-def calibrate_gamma(runner, config, rows, target, iters=14):
-    """gamma whose mean density over rows is nearest the target (bisection: density grows with
-    gamma) -> (gamma, density on rows)."""
-    def dens(g):
+def calibrate_gamma(runner, config, rows, target, small=8, iters=14, tol=0.003):
+    """gamma whose mean density over rows is nearest the target -> (gamma, density on rows).
+
+    Density grows with gamma. Bisection on the first `small` rows, then up to three secant steps
+    on all rows (the slope from the bisection's last bracket), keeping the best gamma seen."""
+    def dens(g, sub):
         runner.configure("proxyattn", {"config": dict(config, gamma=g)})
-        d = runner.densities(rows)
+        d = runner.densities(sub)
         return sum(d) / len(d)
 
-    top = dens(1.0)
+    few = rows[:small]
+    top = dens(1.0, few)
     if top <= target:
-        return 1.0, top
-    lo, hi = 0.0, 1.0
+        return 1.0, (top if len(few) == len(rows) else dens(1.0, rows))
+    lo, hi = (0.0, None), (1.0, top)  # (gamma, density) below / above the target
     best = (abs(top - target), 1.0, top)
     for _ in range(iters):
-        mid = round(0.5 * (lo + hi), 6)
-        d = dens(mid)
+        mid = round(0.5 * (lo[0] + hi[0]), 6)
+        d = dens(mid, few)
         best = min(best, (abs(d - target), mid, d))
-        if best[0] < 0.002:
+        if best[0] < tol:
             break
         if d < target:
-            lo = mid
+            lo = (mid, d)
         else:
-            hi = mid
+            hi = (mid, d)
+    if len(few) == len(rows):
+        return best[1], best[2]
+    slope = (hi[1] - lo[1]) / (hi[0] - lo[0]) if lo[1] is not None and hi[0] > lo[0] else None
+    g = best[1]
+    d = dens(g, rows)
+    best = (abs(d - target), g, d)
+    prev = None
+    for _ in range(3):
+        if best[0] < tol:
+            break
+        if prev is not None and prev[0] != g and prev[1] != d:
+            slope = (d - prev[1]) / (g - prev[0])
+        if not slope or slope <= 0:
+            break
+        prev = (g, d)
+        g = round(min(1.0, max(1e-4, g + (target - d) / slope)), 6)
+        if g == prev[0]:
+            break
+        d = dens(g, rows)
+        best = min(best, (abs(d - target), g, d))
     return best[1], best[2]
 
 
