@@ -151,6 +151,13 @@ class Progress:
             print(f"[{self.done}/{self.total}] {what} {el:.0f}s elapsed, ~{eta:.0f}s left",
                   file=sys.stderr, flush=True)
 
+    def write(self, line):
+        """A line that doesn't break the bar."""
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
     def close(self):
         if self.bar is not None:
             self.bar.close()
@@ -358,6 +365,9 @@ def main(argv=None):
                                 seconds=round(time.time() - tm, 2),
                                 calibration_seconds=round(t_calib, 2))
                     cells.append(cell)
+                    prog.write(report.table([cell]).splitlines()[-1])
+                    if args.json:  # complete cells survive an interrupted run
+                        report.write_json(args.json, cells, dict(meta, complete=False))
                     tt = timing.setdefault(m.spec, [0.0, 0.0, 0])
                     tt[0] += t_run
                     tt[1] += time.time() - tm - t_run
@@ -373,6 +383,7 @@ def main(argv=None):
     for spec, (t_run, t_other, n) in timing.items():
         print(f"  {spec:60s} decode {t_run:8.1f} s ({n / max(t_run, 1e-9):7.1f} prompts/s)  "
               f"other {t_other:6.1f} s")
+    meta["complete"] = True
     meta["seconds"] = round(time.time() - t_start, 1)
     meta["method_seconds"] = {s: {"decode": round(v[0], 2), "other": round(v[1], 2),
                                   "prompts": v[2]} for s, v in timing.items()}
