@@ -17,11 +17,12 @@ import numpy as np
 import torch
 
 from .. import hf
-from ..config import config_text
+from ..config import Config, config_text
 from . import methods as M
 
 NAME = "proxyattn_eval"
 RECALL_LOGITS = 1 << 27  # logits held at once by the recall computation (fp32 entries)
+_MASK_CONFIG = Config(num_proxy_heads=1)  # what the support check of a block-mask plan reads
 
 
 class _State:
@@ -75,11 +76,12 @@ def _forward(module, query, key, value, attention_mask, dropout=0.0, scaling=Non
         dense_layer, config, args = hf._settings("proxyattn", module, heads, key.shape[1])
         if dense_layer:
             return _dense(module, query, key, value, valid, sdpa_args)
-        reason = hf._unsupported(module, query, key, value, None, dropout, is_causal, kwargs,
-                                 config)
-        if reason is not None:
-            hf._warn_once(reason)
-            return _dense(module, query, key, value, valid, sdpa_args)
+    else:
+        config = _MASK_CONFIG
+    reason = hf._unsupported(module, query, key, value, None, dropout, is_causal, kwargs, config)
+    if reason is not None:  # softcap, sinks, sliding windows, no kernel, ...: SDPA, one warning
+        hf._warn_once(reason)
+        return _dense(module, query, key, value, valid, sdpa_args)
     q, k, v, cu, index = _pack(query, key, value, valid)
     if st.mode == "proxyattn":
         if scaling is not None:
