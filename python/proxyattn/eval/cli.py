@@ -125,12 +125,14 @@ def sha256(path):
 
 
 class Progress:
-    """tqdm when importable, else a line on stderr every few seconds."""
+    """tqdm on a terminal when importable, else a line on stderr every few seconds (30 s when
+    stderr is not a terminal, e.g. a log file)."""
 
     def __init__(self, total, disable=False):
         self.total, self.done, self.bar, self.disable = total, 0, None, disable
         self.t0 = self.last = time.time()
-        if not disable:
+        self.every = 5 if sys.stderr.isatty() else 30
+        if not disable and sys.stderr.isatty():
             try:
                 from tqdm import tqdm
                 self.bar = tqdm(total=total, unit="prompt", dynamic_ncols=True, file=sys.stderr)
@@ -144,7 +146,7 @@ class Progress:
         if self.bar is not None:
             self.bar.set_description(what, refresh=False)
             self.bar.update(k)
-        elif time.time() - self.last > 5 or self.done == self.total:
+        elif time.time() - self.last > self.every or self.done == self.total:
             self.last = time.time()
             el = self.last - self.t0
             eta = el / self.done * (self.total - self.done) if self.done else 0
