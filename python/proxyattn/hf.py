@@ -32,6 +32,7 @@ over the ranks (an all_reduce on every rank). shard_settings() is the per-rank r
 """
 import collections
 import warnings
+import weakref
 
 from .config import FIELDS, Config, config_text, resolve_config
 
@@ -42,7 +43,7 @@ __all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "sh
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
 _defaults = {}  # registered name -> register() kwargs
-_cache = {}  # (name, id(module)) -> (id(config entry), dense, Config, the op's config args)
+_cache = {}  # (name, id(module)) -> (module ref, config entry, dense, Config, the op's config args)
 _warned = set()
 _cu_cache = {}
 _sdpa = None
@@ -112,13 +113,23 @@ def _settings(name, module, num_qo_heads=None, num_kv_heads=None):
     model_config = getattr(module, "config", None)
     entry = getattr(model_config, "proxyattn", None)
     cached = _cache.get((name, id(module)))
-    if cached is not None and cached[0] == id(entry):
-        return cached[1:]
+    # ids are reused once an object dies: the entry must be the very module (a weak reference) and
+    # the very config entry (held) that the settings were resolved for.
+    if cached is not None and cached[0]() is module and cached[1] is entry:
+        return cached[2:]
     dense, config = layer_settings(getattr(module, "layer_idx", None), _defaults.get(name), entry)
     config = _local_config(module, config, num_qo_heads, num_kv_heads)  # per rank under TP
     args = (config_text(config.key()),)  # torch_ops.config_args(config)
-    _cache[(name, id(module))] = (id(entry), dense, config, args)
+    _cache[(name, id(module))] = (_ref(module), entry, dense, config, args)
     return dense, config, args
+
+
+def _ref(obj):
+    """A weak reference to obj, or a callable returning it where obj takes none."""
+    try:
+        return weakref.ref(obj)
+    except TypeError:
+        return lambda: obj
 
 
 def _cu_seqlens(batch, seq_len):
