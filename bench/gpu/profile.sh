@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu/profile.sh: Nsight Compute profiles of the cases bench/gpu/profile.py names (the
+# bench/gpu/profile.sh: Nsight Compute profiles of the cases bench/gpu/ncu_cases.py names (the
 # targets bench_cuda.py reports as missed), after bench/gpu/run.sh built build-gpu/.
 #   bash bench/gpu/profile.sh OUTDIR [CASE ...]      # default: every case
 # Writes OUTDIR/ncu-CASE.txt (details page: speed of light, compute workload, memory, occupancy,
@@ -27,11 +27,11 @@ for c in "${cases[@]}"; do
   skip=0
   ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
     --launch-count 40 "${sections[@]}" --page details --print-units base \
-    python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.txt" 2>&1 || status=1
+    python3 bench/gpu/ncu_cases.py --lib "$lib" --case "$c" >"$out/ncu-$c.txt" 2>&1 || status=1
   if [[ "${RAW:-0}" == 1 ]]; then
     ncu --clock-control none --kernel-name-base mangled -k regex:proxyattn --launch-skip "$skip" \
       --launch-count 40 "${sections[@]}" --page raw --csv \
-      python3 bench/gpu/profile.py --lib "$lib" --case "$c" >"$out/ncu-$c.csv" 2>/dev/null || status=1
+      python3 bench/gpu/ncu_cases.py --lib "$lib" --case "$c" >"$out/ncu-$c.csv" 2>/dev/null || status=1
   fi
   echo "== $c"
   grep -E "^  [A-Za-z_].*\(|Duration|Compute \(SM\) Throughput|Memory Throughput|Achieved Occupancy|Registers Per|Issue Slots Busy|No Eligible|Waves Per SM|ms per call|==ERR|==WARNING" \

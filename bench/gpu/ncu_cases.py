@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""bench/gpu/profile.py: one call of each case whose target bench_cuda.py reports as missed, for a
+"""bench/gpu/ncu_cases.py (not profile.py: bench/gpu is first on sys.path of its scripts, and a
+profile.py there shadows the standard library module that cProfile and torch._dynamo import): one call of each case whose target bench_cuda.py reports as missed, for a
 hardware-counter profiler to attach to (bench/gpu/profile.sh runs it under Nsight Compute).
 
-  python3 bench/gpu/profile.py --lib build-gpu/libproxyattn_capi.so --case dense64
+  python3 bench/gpu/ncu_cases.py --lib build-gpu/libproxyattn_capi.so --case dense64
 Cases (bf16, causal, one sequence):
   dense64      dense attention, 32/8/64 at 32K: the head_dim 64 dense kernel
   dense128     dense attention, 32/8/128 at 32K: the same kernel family at head_dim 128, to compare
