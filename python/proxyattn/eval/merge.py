@@ -1,0 +1,253 @@
+"""Merge evaluator runs into one results file, with paired comparisons between methods.
+
+    python -m proxyattn.eval.merge --run study fid32.json fid32-outputs.jsonl.gz \
+        --run study fid16.json fid16-outputs.jsonl.gz --run ablations abl.json abl-outputs.jsonl.gz \
+        --json fidelity.json --png fidelity.png --png-ablations fidelity-ablations.png
+
+Each --run is NAME JSON [OUTPUTS]: an evaluator JSON (--json) and, optionally, its per-prompt
+outputs (--outputs, .gz read as gzip). The merged file holds every cell with a `run` field, the
+runs' metadata, and a `comparisons` list: for every matched-density cell (method
+`SPEC:density=match:REF`), the exact McNemar test of REF against SPEC on the same prompts.
+"""
+import argparse
+import gzip
+import json
+import os
+import sys
+
+from . import report
+from . import stats
+
+SHARED_META = ("model", "tokenizer", "tokenizer_kind", "haystack", "haystack_sha256", "dtype",
+               "batch_tokens", "base_config", "torch", "transformers", "proxyattn", "gpu")
+RUN_META = ("preset", "tasks", "lengths", "n", "seed_offset", "methods", "date", "argv",
+            "complete", "seconds", "method_seconds")
+SHIPPED_HAYSTACK = "proxyattn/eval/data/haystack.txt.gz"
+
+
+def _local_path(p):
+    """Paths of the machine that ran the evaluator, made portable: the shipped haystack becomes its
+    repository path, any other absolute path its file name."""
+    if not isinstance(p, str) or not os.path.isabs(p):
+        return p
+    if p.endswith(SHIPPED_HAYSTACK):
+        return "python/" + SHIPPED_HAYSTACK
+    return os.path.basename(p)
+
+
+def load_json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def load_outputs(path):
+    """{(task, length, method): {seed: correct}} from an evaluator's --outputs JSONL file."""
+    opener = gzip.open if path.endswith(".gz") else open
+    out = {}
+    with opener(path, "rt") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            out.setdefault((r["task"], int(r["length"]), r["method"]), {})[r["seed"]] = \
+                bool(r["correct"])
+    return out
+
+
+def matched_reference(method):
+    """REF of a matched-density spec `SPEC:density=match:REF` or `SPEC,density=match:REF`; None
+    otherwise."""
+    key = "density=match:"
+    i = method.find(key)
+    return method[i + len(key):] if i >= 0 else None
+
+
+def paired_comparison(ref_outcomes, other_outcomes):
+    """Exact McNemar test of two methods on the prompts both ran ({seed: correct} each). ref_only:
+    prompts the reference got right and the other wrong; other_only: the reverse."""
+    seeds = sorted(set(ref_outcomes) & set(other_outcomes))
+    a = [ref_outcomes[s] for s in seeds]
+    b = [other_outcomes[s] for s in seeds]
+    ref_only, other_only = stats.paired(a, b)
+    n = len(seeds)
+    return {"n": n, "ref_accuracy": sum(a) / n if n else None,
+            "other_accuracy": sum(b) / n if n else None,
+            "ref_only": ref_only, "other_only": other_only,
+            "p_value": stats.mcnemar_exact(ref_only, other_only)}
+
+
+def check_against_dense(cells, outputs):
+    """Recomputes every cell's lost/won against dense from the outputs; raises on a mismatch."""
+    for c in cells:
+        key = (c["task"], c["length"], c["method"])
+        dkey = (c["task"], c["length"], "dense")
+        if key not in outputs or dkey not in outputs:
+            continue
+        r = paired_comparison(outputs[dkey], outputs[key])
+        if (r["n"], r["ref_only"], r["other_only"]) != (c["n"], c.get("lost"), c.get("won")):
+            raise ValueError(f"outputs disagree with the cell {key}: n/lost/won "
+                             f"{r['n']}/{r['ref_only']}/{r['other_only']} against "
+                             f"{c['n']}/{c.get('lost')}/{c.get('won')}")
+
+
+def comparisons(run, cells, outputs):
+    """The paired comparisons of one run: each matched-density cell against its reference."""
+    by_key = {(c["task"], c["length"], c["method"]): c for c in cells}
+    out = []
+    for c in cells:
+        ref = matched_reference(c["method"])
+        if ref is None:
+            continue
+        rkey = (c["task"], c["length"], ref)
+        okey = (c["task"], c["length"], c["method"])
+        if rkey not in outputs or okey not in outputs or rkey not in by_key:
+            continue
+        r = paired_comparison(outputs[rkey], outputs[okey])
+        out.append({"run": run, "task": c["task"], "length": c["length"], "reference": ref,
+                    "method": c["method"], "family": c.get("family"),
+                    "reference_density": by_key[rkey].get("density"),
+                    "density": c.get("density"), **r})
+    return out
+
+
+def _holds(cells):
+    """{task: {length: [methods]}} of a run's cells."""
+    h = {}
+    for c in cells:
+        h.setdefault(c["task"], {}).setdefault(str(c["length"]), []).append(c["method"])
+    return h
+
+
+def merge(runs, note=None):
+    """runs: [(name, evaluator JSON dict, outputs dict or None)]. Returns the merged dict."""
+    if not runs:
+        raise ValueError("merge needs at least one run")
+    cells, comps, run_meta = [], [], []
+    shared = {}
+    for name, data, outputs in runs:
+        meta = data.get("meta", {})
+        for k in SHARED_META:
+            v = _local_path(meta.get(k)) if k in ("haystack", "tokenizer") else meta.get(k)
+            if k in shared and shared[k] != v:
+                raise ValueError(f"runs disagree on meta {k!r}: {shared[k]!r} against {v!r}")
+            shared[k] = v
+        rm = {"run": name}
+        for k in RUN_META:
+            if k in meta:
+                rm[k] = [_local_path(a) for a in meta[k]] if k == "argv" else meta[k]
+        rm["cells"] = len(data["cells"])
+        rm["holds"] = _holds(data["cells"])
+        run_meta.append(rm)
+        for c in data["cells"]:
+            cells.append({"run": name, **c})
+        if outputs is not None:
+            check_against_dense(data["cells"], outputs)
+            comps.extend(comparisons(name, data["cells"], outputs))
+    meta = dict(shared)
+    meta["runs"] = run_meta
+    if note:
+        meta["note"] = note
+    return {"meta": meta, "cells": cells, "comparisons": comps}
+
+
+def _ablation_label(cell, base):
+    method = cell["method"]
+    if method == base:
+        k = cell.get("knobs") or {}
+        varied = ("stride", "num_proxy_heads", "block_size", "min_budget_tokens")
+        return "base: " + ",\n".join(f"{n}={k[n]}" for n in varied if n in k) if k else "base"
+    if method.startswith(base + ","):
+        return method[len(base) + 1:]
+    return method
+
+
+def write_ablations_png(path, cells, task, length, base="proxyattn:gamma=0.9", title=None):
+    """Ablations of one (task, length): accuracy (95% interval, dense line and band), density and
+    recall (mean and minimum head) per configuration, one row each. Needs matplotlib."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    here = [c for c in cells if c["task"] == task and c["length"] == length]
+    dense = next((c for c in here if c["method"] == "dense"), None)
+    rows = [c for c in here if c["method"] != "dense"]
+    if not rows:
+        raise ValueError(f"no ablation cells for {task} at {length}")
+    labels = [_ablation_label(c, base) for c in rows]
+    y = list(range(len(rows)))[::-1]
+    fig, axes = plt.subplots(1, 3, sharey=True, figsize=(12, 0.42 * len(rows) + 1.6))
+    ax = axes[0]
+    if dense is not None:
+        ax.axvline(dense["accuracy"], color="black", lw=1, ls="--", label="dense")
+        ax.axvspan(dense["ci_low"], dense["ci_high"], color="black", alpha=0.08, lw=0)
+    ax.errorbar([c["accuracy"] for c in rows], y,
+                xerr=[[c["accuracy"] - c["ci_low"] for c in rows],
+                      [c["ci_high"] - c["accuracy"] for c in rows]],
+                fmt="o", ms=5, capsize=2, elinewidth=0.8, label="ProxyAttn")
+    ax.set_xlabel("accuracy (95% interval)")
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=8)
+    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+    axes[1].barh(y, [c["density"] for c in rows], color="tab:orange")
+    for v, c in zip(y, rows):
+        axes[1].text(c["density"] + 0.01, v, f"{c['density']:.3f}", va="center", fontsize=7)
+    axes[1].set_xlabel("mean density")
+    axes[1].set_xlim(0, 1)
+    rm = [c.get("recall_mean") or 0.0 for c in rows]
+    rh = [c.get("recall_min_head") or 0.0 for c in rows]
+    axes[2].barh([v + 0.2 for v in y], rm, height=0.4, color="tab:green", label="mean")
+    axes[2].barh([v - 0.2 for v in y], rh, height=0.4, color="tab:red", label="minimum head")
+    axes[2].set_xlabel("attention recall")
+    axes[2].set_xlim(min(rh + rm + [0.7]) - 0.05, 1.0)
+    axes[2].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+    for a in axes:
+        a.grid(alpha=0.3, axis="x")
+    fig.suptitle(title or f"ablations of {base}: {task}, {length} tokens", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m proxyattn.eval.merge",
+                                 description="Merge evaluator runs into one results file.")
+    ap.add_argument("--run", action="append", nargs="+", required=True,
+                    metavar=("NAME", "JSON"), help="NAME JSON [OUTPUTS]; repeat per run")
+    ap.add_argument("--json", required=True, help="the merged file")
+    ap.add_argument("--note", default=None, help="a note stored in meta")
+    ap.add_argument("--png", default=None,
+                    help="accuracy against density of the runs named 'study'")
+    ap.add_argument("--png-ablations", default=None,
+                    help="the run named 'ablations': TASK@LENGTH given by --ablation-cell")
+    ap.add_argument("--ablation-cell", default="niah_multikey@32768")
+    args = ap.parse_args(argv)
+    for r in args.run:
+        if len(r) not in (2, 3):
+            ap.error("--run takes NAME JSON [OUTPUTS]")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    runs = [(r[0], load_json(r[1]), load_outputs(r[2]) if len(r) == 3 else None)
+            for r in args.run]
+    merged = merge(runs, note=args.note)
+    with open(args.json, "w") as f:
+        json.dump(report._clean(merged), f, indent=1)  # NaN becomes null
+        f.write("\n")
+    if args.png:
+        study = [c for c in merged["cells"] if c["run"] == "study"]
+        report.write_png(args.png, study, title=f"{merged['meta'].get('model')}: accuracy "
+                         "against density (same prompts for every method)")
+    if args.png_ablations:
+        task, length = args.ablation_cell.split("@")
+        abl = [c for c in merged["cells"] if c["run"] == "ablations"]
+        write_ablations_png(args.png_ablations, abl, task, int(length))
+    for c in merged["comparisons"]:
+        print(f"{c['task']:16s} {c['length']:6d} {c['reference']} vs {c['method']}: "
+              f"{c['ref_accuracy']:.3f} vs {c['other_accuracy']:.3f}, "
+              f"{c['ref_only']}/{c['other_only']}, p {c['p_value']:.3g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

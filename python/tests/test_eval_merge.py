@@ -1,0 +1,109 @@
+"""proxyattn.eval.merge: merged cells and metadata, paired comparisons from per-prompt outputs."""
+import gzip
+import json
+
+import pytest
+
+from proxyattn.eval import merge
+from proxyattn.eval import stats as S
+
+REF = "proxyattn:gamma=0.9"
+MATCHED = "topk:density=match:" + REF
+
+
+def fake_run(length, n=40, complete=True):
+    """An evaluator JSON and its outputs: dense right on i % 5 != 0, REF flips prompts 0-1,
+    the matched baseline flips prompts 0-7."""
+    outcomes = {}
+    cells = []
+    rows = []
+    for method, flip, dens in (("dense", 0, 1.0), (REF, 2, 0.6), (MATCHED, 8, 0.6)):
+        corr = [(i % 5 != 0) != (i < flip) for i in range(n)]
+        outcomes[method] = corr
+        cell = {"task": "niah_multivalue", "length": length, "method": method,
+                "family": method.split(":")[0], "density": dens, "recall_mean": 0.9,
+                "recall_min_head": 0.8, "knobs": {}}
+        cell.update(S.cell_stats(corr, [float(c) for c in corr], outcomes["dense"]))
+        cells.append(cell)
+        for i, c in enumerate(corr):
+            rows.append({"task": "niah_multivalue", "length": length, "method": method,
+                         "seed": 1000 + i, "correct": c})
+    meta = {"model": "m", "tokenizer": "/far/away/tok.model", "haystack_sha256": "abc",
+            "haystack": "/x/site/proxyattn/eval/data/haystack.txt.gz", "torch": "t",
+            "transformers": "tr", "gpu": "g", "date": "d", "complete": complete,
+            "argv": ["--json", "/tmp/out/f.json", "--n", str(n)]}
+    return {"meta": meta, "cells": cells}, rows
+
+
+def test_matched_reference():
+    assert merge.matched_reference(MATCHED) == REF
+    assert merge.matched_reference("proxyattn:last_block_selection=proxy,density=match:" + REF) \
+        == REF
+    assert merge.matched_reference(REF) is None
+
+
+def test_paired_comparison_counts_and_p():
+    ref = {1: True, 2: True, 3: False, 4: True, 5: False}
+    other = {1: False, 2: True, 3: True, 4: False, 6: True}
+    r = merge.paired_comparison(ref, other)
+    assert r["n"] == 4 and r["ref_only"] == 2 and r["other_only"] == 1
+    assert r["p_value"] == S.mcnemar_exact(2, 1)
+
+
+def test_merge_and_main(tmp_path):
+    args = []
+    for name, length in (("study", 32768), ("ablations", 16384)):
+        data, rows = fake_run(length, complete=(name == "study"))
+        jp = tmp_path / f"{name}.json"
+        jp.write_text(json.dumps(data))
+        op = tmp_path / f"{name}.jsonl.gz"
+        with gzip.open(op, "wt") as f:
+            f.write("\n".join(json.dumps(r) for r in rows) + "\n")
+        args += ["--run", name, str(jp), str(op)]
+    out = tmp_path / "merged.json"
+    assert merge.main(args + ["--json", str(out), "--note", "cut short"]) == 0
+    m = json.loads(out.read_text())
+    assert len(m["cells"]) == 6
+    assert {c["run"] for c in m["cells"]} == {"study", "ablations"}
+    assert all(isinstance(c["length"], int) for c in m["cells"])
+    meta = m["meta"]
+    assert meta["note"] == "cut short" and meta["model"] == "m"
+    assert meta["haystack"] == "python/proxyattn/eval/data/haystack.txt.gz"
+    assert meta["tokenizer"] == "tok.model"
+    assert [r["run"] for r in meta["runs"]] == ["study", "ablations"]
+    assert meta["runs"][0]["argv"][1] == "f.json"
+    assert meta["runs"][1]["complete"] is False
+    assert meta["runs"][0]["holds"] == {"niah_multivalue": {"32768": ["dense", REF, MATCHED]}}
+    comps = m["comparisons"]
+    assert len(comps) == 2
+    c = comps[0]
+    assert c["reference"] == REF and c["method"] == MATCHED and c["n"] == 40
+    # prompts 2-7 flipped by the baseline only: 0, 5 were wrong in dense (flipped to right)
+    assert (c["ref_only"], c["other_only"]) == (5, 1)
+    assert c["p_value"] == S.mcnemar_exact(5, 1)
+
+
+def test_outputs_must_agree_with_cells():
+    data, rows = fake_run(32768)
+    outputs = {}
+    for r in rows:
+        outputs.setdefault((r["task"], r["length"], r["method"]), {})[r["seed"]] = r["correct"]
+    data["cells"][1]["lost"] += 1
+    with pytest.raises(ValueError, match="disagree"):
+        merge.merge([("study", data, outputs)])
+
+
+def test_runs_must_share_the_model():
+    a, _ = fake_run(32768)
+    b, _ = fake_run(16384)
+    b["meta"]["model"] = "other"
+    with pytest.raises(ValueError, match="model"):
+        merge.merge([("study", a, None), ("study", b, None)])
+
+
+def test_ablations_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    data, _ = fake_run(32768)
+    path = tmp_path / "abl.png"
+    merge.write_ablations_png(str(path), data["cells"], "niah_multivalue", 32768, base=REF)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
