@@ -31,7 +31,7 @@ def fake_run(length, n=40, complete=True):
     meta = {"model": "m", "tokenizer": "/far/away/tok.model", "haystack_sha256": "abc",
             "haystack": "/x/site/proxyattn/eval/data/haystack.txt.gz", "torch": "t",
             "transformers": "tr", "gpu": "g", "date": "d", "complete": complete,
-            "argv": ["--json", "/tmp/out/f.json", "--n", str(n)]}
+            "argv": ["--json", "/far/away/out/f.json", "--n", str(n)]}
     return {"meta": meta, "cells": cells}, rows
 
 
