@@ -81,6 +81,53 @@ def test_merge_and_main(tmp_path):
     # prompts 2-7 flipped by the baseline only: 0, 5 were wrong in dense (flipped to right)
     assert (c["ref_only"], c["other_only"]) == (5, 1)
     assert c["p_value"] == S.mcnemar_exact(5, 1)
+    assert all(r["outputs"] is True for r in meta["runs"])
+    assert [r["comparisons"] for r in meta["runs"]] == [1, 1]
+
+
+def test_run_without_outputs(tmp_path):
+    """A run given without outputs keeps the evaluator's lost/won and p-values and adds no
+    comparisons; meta says so. Outputs of another run are still checked and compared."""
+    with_out, rows = fake_run(32768)
+    bare, _ = fake_run(8192, n=30, complete=False)
+    bare["cells"][1]["lost"] = 7  # not checked: nothing to check it against
+    args = []
+    for name, data, rws in (("study", with_out, rows), ("study", bare, None)):
+        jp = tmp_path / f"{name}{data['cells'][0]['length']}.json"
+        jp.write_text(json.dumps(data))
+        args += ["--run", name, str(jp)]
+        if rws is not None:
+            op = tmp_path / "out.jsonl"
+            op.write_text("\n".join(json.dumps(r) for r in rws) + "\n")
+            args.append(str(op))
+    out = tmp_path / "merged.json"
+    png = tmp_path / "abl.png"
+    try:
+        import matplotlib  # noqa: F401
+        args += ["--png-ablations", str(png), "--ablation-cell", "study:niah_multivalue@32768",
+                 "--ablation-cell", "study:niah_multivalue@8192"]
+    except ImportError:
+        pass
+    assert merge.main(args + ["--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert len(m["cells"]) == 6
+    runs = m["meta"]["runs"]
+    assert [r["outputs"] for r in runs] == [True, False]
+    assert [r["comparisons"] for r in runs] == [1, 0]
+    assert "outputs_note" in runs[1] and "outputs_note" not in runs[0]
+    kept = [c for c in m["cells"] if c["length"] == 8192 and c["method"] == REF][0]
+    assert (kept["lost"], kept["n"]) == (7, 30)
+    assert [c["length"] for c in m["comparisons"]] == [32768]
+    if png.exists():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_parse_ablation_cell():
+    assert merge.parse_ablation_cell("niah_multikey@32768") == ("ablations", "niah_multikey", 32768)
+    assert merge.parse_ablation_cell("ablations_multivalue:niah_multivalue@32768") == \
+        ("ablations_multivalue", "niah_multivalue", 32768)
+    with pytest.raises(ValueError):
+        merge.parse_ablation_cell("niah_multikey")
 
 
 def test_outputs_must_agree_with_cells():
@@ -106,4 +153,9 @@ def test_ablations_png(tmp_path):
     data, _ = fake_run(32768)
     path = tmp_path / "abl.png"
     merge.write_ablations_png(str(path), data["cells"], "niah_multivalue", 32768, base=REF)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    other, _ = fake_run(16384)
+    merge.write_ablations_png(str(path), None, None, None, base=REF,
+                              panels=[(data["cells"], "niah_multivalue", 32768),
+                                      (other["cells"][:2], "niah_multivalue", 16384)])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

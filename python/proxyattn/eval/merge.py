@@ -8,6 +8,10 @@ Each --run is NAME JSON [OUTPUTS]: an evaluator JSON (--json) and, optionally, i
 outputs (--outputs, .gz read as gzip). The merged file holds every cell with a `run` field, the
 runs' metadata, and a `comparisons` list: for every matched-density cell (method
 `SPEC:density=match:REF`), the exact McNemar test of REF against SPEC on the same prompts.
+
+A run given without outputs keeps its cells as the evaluator wrote them (their lost/won against
+dense and p-values are the evaluator's own, computed on the prompts when it ran) and adds no
+comparisons; its entry in meta.runs says `"outputs": false`.
 """
 import argparse
 import gzip
@@ -137,12 +141,19 @@ def merge(runs, note=None):
                 rm[k] = [_local_path(a) for a in meta[k]] if k == "argv" else meta[k]
         rm["cells"] = len(data["cells"])
         rm["holds"] = _holds(data["cells"])
+        rm["outputs"] = outputs is not None
         run_meta.append(rm)
         for c in data["cells"]:
             cells.append({"run": name, **c})
         if outputs is not None:
             check_against_dense(data["cells"], outputs)
-            comps.extend(comparisons(name, data["cells"], outputs))
+            run_comps = comparisons(name, data["cells"], outputs)
+            rm["comparisons"] = len(run_comps)
+            comps.extend(run_comps)
+        else:
+            rm["comparisons"] = 0
+            rm["outputs_note"] = ("per-prompt outputs not kept: lost/won and p_value are the "
+                                  "evaluator's own; no paired comparisons")
     meta = dict(shared)
     meta["runs"] = run_meta
     if note:
@@ -161,50 +172,86 @@ def _ablation_label(cell, base):
     return method
 
 
-def write_ablations_png(path, cells, task, length, base="proxyattn:gamma=0.9", title=None):
-    """Ablations of one (task, length): accuracy (95% interval, dense line and band), density and
-    recall (mean and minimum head) per configuration, one row each. Needs matplotlib."""
+def write_ablations_png(path, cells, task, length, base="proxyattn:gamma=0.9", title=None,
+                        panels=None):
+    """Ablations: accuracy (95% interval, dense line and band), density and recall (mean and
+    minimum head) per configuration, one row each. One row of panels per (task, length) of
+    `panels` ([(cells, task, length)]; by default the one (task, length) of `cells`), the rows in
+    the order of the first panel's configurations. Needs matplotlib."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    here = [c for c in cells if c["task"] == task and c["length"] == length]
-    dense = next((c for c in here if c["method"] == "dense"), None)
-    rows = [c for c in here if c["method"] != "dense"]
-    if not rows:
-        raise ValueError(f"no ablation cells for {task} at {length}")
-    labels = [_ablation_label(c, base) for c in rows]
-    y = list(range(len(rows)))[::-1]
-    fig, axes = plt.subplots(1, 3, sharey=True, figsize=(12, 0.42 * len(rows) + 1.6))
-    ax = axes[0]
-    if dense is not None:
-        ax.axvline(dense["accuracy"], color="black", lw=1, ls="--", label="dense")
-        ax.axvspan(dense["ci_low"], dense["ci_high"], color="black", alpha=0.08, lw=0)
-    ax.errorbar([c["accuracy"] for c in rows], y,
-                xerr=[[c["accuracy"] - c["ci_low"] for c in rows],
-                      [c["ci_high"] - c["accuracy"] for c in rows]],
-                fmt="o", ms=5, capsize=2, elinewidth=0.8, label="ProxyAttn")
-    ax.set_xlabel("accuracy (95% interval)")
-    ax.set_yticks(y)
-    ax.set_yticklabels(labels, fontsize=8)
-    ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
-    axes[1].barh(y, [c["density"] for c in rows], color="tab:orange")
-    for v, c in zip(y, rows):
-        axes[1].text(c["density"] + 0.01, v, f"{c['density']:.3f}", va="center", fontsize=7)
-    axes[1].set_xlabel("mean density")
-    axes[1].set_xlim(0, 1)
-    rm = [c.get("recall_mean") or 0.0 for c in rows]
-    rh = [c.get("recall_min_head") or 0.0 for c in rows]
-    axes[2].barh([v + 0.2 for v in y], rm, height=0.4, color="tab:green", label="mean")
-    axes[2].barh([v - 0.2 for v in y], rh, height=0.4, color="tab:red", label="minimum head")
-    axes[2].set_xlabel("attention recall")
-    axes[2].set_xlim(min(rh + rm + [0.7]) - 0.05, 1.0)
-    axes[2].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
-    for a in axes:
-        a.grid(alpha=0.3, axis="x")
-    fig.suptitle(title or f"ablations of {base}: {task}, {length} tokens", fontsize=10)
+    if panels is None:
+        panels = [(cells, task, length)]
+    groups = []
+    for pcells, ptask, plength in panels:
+        here = [c for c in pcells if c["task"] == ptask and c["length"] == plength]
+        dense = next((c for c in here if c["method"] == "dense"), None)
+        rows = [c for c in here if c["method"] != "dense"]
+        if not rows:
+            raise ValueError(f"no ablation cells for {ptask} at {plength}")
+        groups.append((ptask, plength, dense, rows))
+    methods = list(dict.fromkeys(c["method"] for _, _, _, rows in groups for c in rows))
+    labels = {}
+    for _, _, _, rows in groups:
+        for c in rows:
+            labels.setdefault(c["method"], _ablation_label(c, base))
+    y_of = {m: len(methods) - 1 - i for i, m in enumerate(methods)}
+    rh_all = [c.get("recall_min_head") or 0.0 for _, _, _, rows in groups for c in rows]
+    fig, axes = plt.subplots(len(groups), 3, sharey=True, squeeze=False,
+                             figsize=(12, (0.42 * len(methods) + 1.3) * len(groups) + 0.4))
+    for g, (ptask, plength, dense, rows) in enumerate(groups):
+        ax = axes[g][0]
+        y = [y_of[c["method"]] for c in rows]
+        n = rows[0].get("n")
+        if dense is not None:
+            ax.axvline(dense["accuracy"], color="black", lw=1, ls="--", label="dense")
+            ax.axvspan(dense["ci_low"], dense["ci_high"], color="black", alpha=0.08, lw=0)
+        ax.errorbar([c["accuracy"] for c in rows], y,
+                    xerr=[[c["accuracy"] - c["ci_low"] for c in rows],
+                          [c["ci_high"] - c["accuracy"] for c in rows]],
+                    fmt="o", ms=5, capsize=2, elinewidth=0.8, label="ProxyAttn")
+        here = {c["method"] for c in rows}
+        for m, v in y_of.items():
+            if m not in here:
+                ax.text(0.5, v, "not run", transform=ax.get_yaxis_transform(), ha="center",
+                        va="center", fontsize=7, color="gray")
+        ax.set_xlabel("accuracy (95% interval)")
+        ax.set_yticks(list(y_of.values()))
+        ax.set_yticklabels([labels[m] for m in y_of], fontsize=8)
+        ax.set_title(f"{ptask}, {plength} tokens" + (f", {n} prompts" if n else ""),
+                     fontsize=9, loc="left", pad=16)
+        ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2, frameon=False)
+        axes[g][1].barh(y, [c["density"] for c in rows], color="tab:orange")
+        for v, c in zip(y, rows):
+            axes[g][1].text(c["density"] + 0.01, v, f"{c['density']:.3f}", va="center",
+                            fontsize=7)
+        axes[g][1].set_xlabel("mean density")
+        axes[g][1].set_xlim(0, 1)
+        rm = [c.get("recall_mean") or 0.0 for c in rows]
+        rh = [c.get("recall_min_head") or 0.0 for c in rows]
+        axes[g][2].barh([v + 0.2 for v in y], rm, height=0.4, color="tab:green", label="mean")
+        axes[g][2].barh([v - 0.2 for v in y], rh, height=0.4, color="tab:red",
+                        label="minimum head")
+        axes[g][2].set_xlabel("attention recall (first prompt)")
+        axes[g][2].set_xlim(min(rh_all + [0.7]) - 0.05, 1.0)
+        axes[g][2].legend(fontsize=7, loc="lower left", bbox_to_anchor=(0, 1.0), ncol=2,
+                          frameon=False)
+        for a in axes[g]:
+            a.grid(alpha=0.3, axis="x")
+    fig.suptitle(title or f"ablations of {base}, one knob changed at a time", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def parse_ablation_cell(spec):
+    """`[RUN:]TASK@LENGTH` -> (run, task, length); RUN defaults to 'ablations'."""
+    run, _, cell = spec.rpartition(":")
+    task, _, length = cell.partition("@")
+    if not task or not length.isdigit():
+        raise ValueError(f"--ablation-cell {spec!r}: expected [RUN:]TASK@LENGTH")
+    return run or "ablations", task, int(length)
 
 
 def parse_args(argv=None):
@@ -217,8 +264,10 @@ def parse_args(argv=None):
     ap.add_argument("--png", default=None,
                     help="accuracy against density of the runs named 'study'")
     ap.add_argument("--png-ablations", default=None,
-                    help="the run named 'ablations': TASK@LENGTH given by --ablation-cell")
-    ap.add_argument("--ablation-cell", default="niah_multikey@32768")
+                    help="ablations, one row of panels per --ablation-cell")
+    ap.add_argument("--ablation-cell", action="append", default=None,
+                    help="[RUN:]TASK@LENGTH (RUN defaults to 'ablations'); repeat for more "
+                         "rows; default ablations:niah_multikey@32768")
     args = ap.parse_args(argv)
     for r in args.run:
         if len(r) not in (2, 3):
@@ -239,9 +288,11 @@ def main(argv=None):
         report.write_png(args.png, study, title=f"{merged['meta'].get('model')}: accuracy "
                          "against density (same prompts for every method)")
     if args.png_ablations:
-        task, length = args.ablation_cell.split("@")
-        abl = [c for c in merged["cells"] if c["run"] == "ablations"]
-        write_ablations_png(args.png_ablations, abl, task, int(length))
+        panels = []
+        for spec in args.ablation_cell or ["ablations:niah_multikey@32768"]:
+            run, task, length = parse_ablation_cell(spec)
+            panels.append(([c for c in merged["cells"] if c["run"] == run], task, length))
+        write_ablations_png(args.png_ablations, None, None, None, panels=panels)
     for c in merged["comparisons"]:
         print(f"{c['task']:16s} {c['length']:6d} {c['reference']} vs {c['method']}: "
               f"{c['ref_accuracy']:.3f} vs {c['other_accuracy']:.3f}, "
