@@ -69,6 +69,20 @@ TEST(ConfigValidate, BlockSize) {
   }
 }
 
+// Messages locate the check by its path in the source tree, never the build machine's directories.
+TEST(ConfigValidate, MessageNamesTheSourcePathOnly) {
+  Config c;
+  c.block_size = 96;
+  try {
+    c.validate();
+    FAIL() << "block_size 96 accepted";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find(" at src/"), std::string::npos) << what;
+    EXPECT_EQ(what.find(" at /"), std::string::npos) << what;
+  }
+}
+
 TEST(ConfigValidate, Stride) {
   for (int s : {1, 2, 4, 8, 16, 32, 64, 128}) {
     Config c;

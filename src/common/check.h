@@ -45,12 +45,18 @@ void put(std::ostringstream& os, const T& arg) {
   }
 }
 
+// __FILE__ relative to the source tree ("src/cpu/pipeline.cc"), not the build machine's path.
+inline std::string_view source_path(std::string_view file) {
+  const std::size_t at = file.rfind("src/");
+  return at == std::string_view::npos ? file : file.substr(at);
+}
+
 template <typename... Args>
 [[noreturn]] void throw_error(const char* func, const char* file, int line, const Args&... args) {
   std::ostringstream os;
   os << "proxyattn: ";
   (put(os, args), ...);
-  os << " [" << func << " at " << file << ":" << line << "]";
+  os << " [" << func << " at " << source_path(file) << ":" << line << "]";
   throw Error(os.str());
 }
 }  // namespace detail
