@@ -1,8 +1,9 @@
 """Merge evaluator runs into one results file, with paired comparisons between methods.
 
     python -m proxyattn.eval.merge --run study fid32.json fid32-outputs.jsonl.gz \
-        --run study fid16.json fid16-outputs.jsonl.gz --run ablations abl.json abl-outputs.jsonl.gz \
-        --json fidelity.json --png fidelity.png --png-ablations fidelity-ablations.png
+        --run study fid8.json --run ablations abl.json abl-outputs.jsonl.gz \
+        --json fidelity.json --png fidelity.png --png-ablations fidelity-ablations.png \
+        --ablation-cell ablations:niah_multikey@32768
 
 Each --run is NAME JSON [OUTPUTS]: an evaluator JSON (--json) and, optionally, its per-prompt
 outputs (--outputs, .gz read as gzip). The merged file holds every cell with a `run` field, the
