@@ -156,6 +156,57 @@ def split_sentences(doc, max_words=48):
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # C0 controls other than whitespace, DEL
+_NEWLINE = re.compile(r"\r\n|\r|\n")
+
+
+def read_sentences(path, max_docs=None, text_only=False):
+    """The sentences of a text file, one document per line (gzip when the file starts with gzip's
+    magic bytes), the first max_docs lines only when given.
+
+    Raises ValueError naming the file and the problem: not UTF-8, a damaged gzip stream, no text,
+    or (text_only=True) a control character such as NUL, the mark of a binary file."""
+    import gzip
+    import zlib
+    sents, lineno = [], 0
+    raw = open(path, "rb")
+    try:
+        gz = raw.read(2) == b"\x1f\x8b"
+        raw.seek(0)
+        stream = gzip.GzipFile(fileobj=raw) if gz else raw
+        for chunk in stream:  # up to and including b"\n"; UTF-8 never has 0x0a inside a character
+            try:
+                text = chunk.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}: not UTF-8 text (line {lineno + 1}, byte "
+                                 f"{e.start + 1} of the line)") from None
+            # universal newlines, as open(path, "rt") reads: \r\n, \r and \n end a line
+            lines = _NEWLINE.split(text)
+            if text[-1:] in ("\n", "\r"):
+                lines.pop()
+            for line in lines:
+                if max_docs is not None and lineno >= max_docs:
+                    break
+                lineno += 1
+                if text_only:
+                    bad = _CONTROL.search(line)
+                    if bad:
+                        raise ValueError(f"{path}: line {lineno} holds the control character "
+                                         f"{bad.group()!r}, expected text (a binary file?)")
+                sents.extend(split_sentences(line))
+            if max_docs is not None and lineno >= max_docs:
+                break
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        raise ValueError(f"{path}: a damaged gzip file after {lineno} lines ({e})") from None
+    finally:
+        raw.close()
+    if not sents:
+        raise ValueError(f"{path}: no text in " + (f"its first {max_docs} lines" if max_docs
+                                                   is not None else "the file")
+                         + ", expected text, one document per line")
+    return sents
+
+
 class Haystack:
     """A stream of sentences (documents in file order, one document per line) with token counts.
 
@@ -173,16 +224,9 @@ class Haystack:
             self.ids = None
 
     @classmethod
-    def from_file(cls, path, tok, max_docs=None):
-        import gzip
-        opener = gzip.open if path.endswith(".gz") else open
-        sents = []
-        with opener(path, "rt", encoding="utf-8") as f:
-            for k, line in enumerate(f):
-                if max_docs is not None and k >= max_docs:
-                    break
-                sents.extend(split_sentences(line))
-        return cls(sents, tok)
+    def from_file(cls, path, tok, max_docs=None, text_only=False):
+        """The sentences of read_sentences(path, max_docs, text_only), tokenized."""
+        return cls(read_sentences(path, max_docs=max_docs, text_only=text_only), tok)
 
     @classmethod
     def from_text(cls, text, tok):
@@ -196,6 +240,8 @@ class Haystack:
         n = len(self.sents)
         if budget <= 0:
             return (0, 0)
+        if n == 0:
+            raise ValueError("the haystack holds no sentences")
         i = int(rng.integers(0, n))
         # largest j with starts[j] - starts[i] <= budget
         j = int(np.searchsorted(self.starts, self.starts[i] + budget, side="right")) - 1
@@ -420,8 +466,15 @@ def fit(task, seed, target_length, hay, tok, words, max_rounds=24):
         shrink += excess
         if shrink >= target_length:
             break
+    new = MAX_NEW_TOKENS[task]
+    # the smallest prompt of this seed: instructions, needles and question without haystack
+    need = len(prompt_ids(build(task, seed, 0, hay, tok, words), hay, tok)) + new
+    if need > target_length:
+        raise ValueError(f"length {target_length} is too short for {task}: its instructions, "
+                         f"needles and question take {need - new} tokens (seed {seed}) and the "
+                         f"answer {new}, expected a length >= {need}")
     raise ValueError(f"{task} prompt (seed {seed}) does not fit in {target_length} tokens with "
-                     f"{MAX_NEW_TOKENS[task]} new tokens")
+                     f"{new} new tokens")
 
 
 def record(inst, hay):
