@@ -1,6 +1,11 @@
-"""The evaluator's outputs: the printed table, the JSON file and the accuracy-density figure."""
+"""The evaluator's outputs: the printed table, the JSON file and the accuracy-density figure.
+
+Files are written to a temporary file in the same folder and renamed over the target after a
+successful close, so a reader never sees half a file and a failed write leaves the old one."""
 import json
 import math
+import os
+import tempfile
 
 CELL_KEYS = ("task", "length", "method", "accuracy", "dense_accuracy", "p_value", "density", "n",
              "ci_low", "ci_high", "lost", "won", "recall_mean", "recall_min_head", "partial")
@@ -42,17 +47,57 @@ def _clean(x):
     return x
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_atomic(path, write, binary=False):
+    """Calls write(f) on a temporary file next to path, then renames it to path (the mode a new
+    file would get). On any failure, or an interrupt, the temporary file is removed and path is
+    left as it was."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) \
+                as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
 def write_json(path, cells, meta):
-    """{"meta": {...}, "cells": [...]}; NaN becomes null."""
-    with open(path, "w") as f:
-        json.dump(_clean({"meta": meta, "cells": cells}), f, indent=1)
+    """{"meta": {...}, "cells": [...]}; NaN becomes null. Written atomically."""
+    data = _clean({"meta": meta, "cells": cells})
+
+    def write(f):
+        json.dump(data, f, indent=1, allow_nan=False)
         f.write("\n")
+    write_atomic(path, write)
+
+
+def write_lines(path, lines):
+    """Text lines (each without its newline), written atomically."""
+    def write(f):
+        for line in lines:
+            f.write(line + "\n")
+    write_atomic(path, write)
 
 
 def write_png(path, cells, title=None):
     """Accuracy (95% interval bars) against density, one panel per (task, length), one series per
-    method family (the spec without its density knob), dense as a horizontal line. Needs
-    matplotlib."""
+    method family (the spec without its density knob), dense as a horizontal line: a PNG (a PDF
+    or SVG when path ends so), written atomically. Needs matplotlib."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -103,5 +148,9 @@ def write_png(path, cells, title=None):
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1 - 2.4 / fig.get_figwidth(), 0.97 if title else 1))
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    ext = os.path.splitext(path)[1].lower().lstrip(".")
+    try:
+        write_atomic(path, lambda f: fig.savefig(f, dpi=120, format=ext if ext in ("pdf", "svg")
+                                                 else "png"), binary=True)
+    finally:
+        plt.close(fig)
