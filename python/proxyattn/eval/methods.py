@@ -22,6 +22,7 @@ c[m] = max(min(k, m + 1), forced blocks). The last query block follows last_bloc
 ProxyAttn's (the default `exact` ranks it by each head's own last-block attention).
 """
 import math
+import re
 
 import numpy as np
 
@@ -68,6 +69,8 @@ def parse_assignments(text):
         key, eq, val = item.partition("=")
         if not eq or not key.strip():
             raise ValueError(f"expected key=value, got {item!r}")
+        if key.strip() in out:
+            raise ValueError(f"{key.strip()} given twice")
         out[key.strip()] = parse_value(val)
     return out
 
@@ -110,8 +113,13 @@ def parse_spec(spec):
     params, density, match = {}, None, None
     while rest:
         if rest.startswith("density=match:"):
+            if density is not None:
+                raise ValueError(f"method {spec!r}: density given twice")
             match = rest[len("density=match:"):].strip()
-            ref = parse_spec(match)
+            try:
+                ref = parse_spec(match)
+            except ValueError as e:
+                raise ValueError(f"method {spec!r}, its density=match target: {e}") from None
             if ref.kind == "dense":
                 raise ValueError(f"method {spec!r}: matching dense's density (1) means no sparsity")
             break
@@ -124,6 +132,8 @@ def parse_spec(spec):
             raise ValueError(f"method {spec!r}: expected key=value, got {item!r}")
         if key in params or (key == "density" and density is not None):
             raise ValueError(f"method {spec!r}: {key} given twice")
+        if key == "density" and match is not None:
+            raise ValueError(f"method {spec!r}: density given twice")
         if key == "density":
             try:
                 density = float(val)
@@ -148,11 +158,15 @@ def parse_spec(spec):
                              f"{', '.join(SINK_LOCAL_KEYS)}, density")
         if not targeted and "window" not in params:
             raise ValueError(f"method {spec!r}: sink_local needs window=BLOCKS or density=")
-        for key in ("window", "sink", "block_size"):
-            if key in params and (not isinstance(params[key], (int, float)) or params[key] < 0):
-                raise ValueError(f"method {spec!r}: {key} = {params[key]!r}, expected a number >= 0")
-        if "window" in params and params["window"] < 1:
-            raise ValueError(f"method {spec!r}: window = {params['window']}, expected >= 1 block")
+        for key in ("sink", "block_size"):
+            if key in params and (not _is_int(params[key]) or params[key] < 0):
+                raise ValueError(f"method {spec!r}: {key} = {params[key]!r}, expected an integer "
+                                 ">= 0")
+        if "window" in params:
+            w = params["window"]
+            if not _is_number(w) or not math.isfinite(w) or w < 1:
+                raise ValueError(f"method {spec!r}: window = {w!r}, expected a number of blocks "
+                                 ">= 1")
         return Method(spec, kind, params, density, match)
     fields = _config_fields()
     names = [k for k in params if k != "k"] if kind == "topk" else list(params)
@@ -167,10 +181,88 @@ def parse_spec(spec):
                              f"{', '.join(bad)}")
         if not targeted and "k" not in params:
             raise ValueError(f"method {spec!r}: topk needs k=BLOCKS or density=")
-        if "k" in params and (not isinstance(params["k"], int) or isinstance(params["k"], bool)
-                              or params["k"] < 1):
+        if "k" in params and (not _is_int(params["k"]) or params["k"] < 1):
             raise ValueError(f"method {spec!r}: k = {params['k']!r}, expected an integer >= 1")
     return Method(spec, kind, params, density, match)
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _error_text(e):
+    """A library error's message without its "proxyattn: " prefix and "[function at file:line]"
+    suffix."""
+    text = " ".join(str(e).split())
+    if text.startswith("proxyattn: "):
+        text = text[len("proxyattn: "):]
+    return re.sub(r"\s*\[[^\[\]]* at [^\[\]]*:\d+\]$", "", text)
+
+
+def method_config(method, base):
+    """The Config fields a proxyattn or topk method runs with before any density search (topk:
+    gamma 1 and the budget clamp at k blocks, k = 1 while k is still to be found); None for dense
+    and sink_local."""
+    if method.kind == "proxyattn":
+        return dict(base, **method.params)
+    if method.kind == "topk":
+        config = {k: v for k, v in base.items() if k not in TOPK_FIXED}
+        config.update({k: v for k, v in method.params.items() if k != "k"})
+        return config
+    return None
+
+
+def check_method(method, base, num_kv_heads=None):
+    """Raises ValueError naming the method and the first setting out of range: its Config (from
+    base, the --defaults fields, and its own settings) against docs/SPEC.md section 2,
+    num_proxy_heads against the model's KV heads, sink_local's block size. Needs the compiled
+    proxyattn (proxyattn.config)."""
+    from ..config import resolve_config
+    if method.kind == "dense":
+        return
+    try:
+        if method.kind == "sink_local":
+            b = method.params.get("block_size", base.get("block_size"))
+            resolve_config({} if b is None else {"block_size": b}).validate()
+            return
+        config = resolve_config(method_config(method, base))
+        if method.kind == "topk":
+            b = config.block_size
+            k = int(method.params.get("k", 1))
+            config = config.replace(gamma=1.0, min_budget_tokens=k * b, max_budget_tokens=k * b)
+        config.validate()
+    except ValueError as e:
+        raise ValueError(f"method {method.spec!r}: {_error_text(e)}") from None
+    if num_kv_heads and num_kv_heads % config.num_proxy_heads:
+        raise ValueError(f"method {method.spec!r}: num_proxy_heads = {config.num_proxy_heads}, "
+                         f"expected a divisor of the model's {num_kv_heads} KV heads")
+
+
+def identity(method, base, by_spec=None):
+    """What a method computes, for finding the same method written two ways: its kind, its
+    resolved settings and its density target (a match target by identity). by_spec: spec ->
+    Method for resolving match targets."""
+    from ..config import resolve_config
+    if method.kind == "dense":
+        return ("dense",)
+    knob = KNOB[method.kind]
+    params = {k: v for k, v in method.params.items()
+              if not (k == knob and (method.density is not None or method.match is not None))}
+    if method.kind == "sink_local":
+        b = params.get("block_size", base.get("block_size", resolve_config().block_size))
+        settings = (float(params.get("window", 0)), int(params.get("sink", 1)), int(b))
+    else:
+        config = resolve_config(method_config(Method(method.spec, method.kind, params), base))
+        settings = (config.key(), params.get("k"))
+    target = method.density
+    if method.match is not None:
+        ref = (by_spec or {}).get(method.match) or parse_spec(method.match)
+        target = ("match", identity(ref, base, by_spec))
+    return (method.kind, settings, target)
 
 
 def run_order(methods):
