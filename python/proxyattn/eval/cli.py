@@ -6,14 +6,24 @@ baselines on any transformers causal LM (python/README.md, "Accuracy evaluation"
 
 Every method of a cell (task, length) sees the same prompts: the i-th prompt has seed
 tasks.eval_seed(task, length, i + seed_offset).
+
+Every argument, input file and method is checked, and every prompt is built, before the model
+loads. Exit status: 0 on success; 2 for bad arguments or input files (one line on stderr, nothing
+written); 1 for a failure while running (a missing dependency, a model that does not load, an
+error during decoding); 130 on an interrupt. Output files are written atomically, the JSON and the
+per-prompt outputs after every finished cell, so an interrupted or failed run keeps its finished
+cells.
 """
 import argparse
 import datetime
 import hashlib
 import json
 import os
+import re
 import sys
 import time
+
+import numpy as np
 
 from . import DEFAULT_HAYSTACK
 from . import methods as M
@@ -21,34 +31,56 @@ from . import report
 from . import stats
 from . import tasks as T
 
+PROG = "python -m proxyattn.eval"
 DEFAULT_TASKS = "niah_single,niah_multikey,niah_multivalue"
+SEEDS_PER_CELL = 100_000  # tasks.eval_seed's room per (task, length): seed offset + n stays below
+MAX_LENGTH = (1 << 31) - 1  # tokens of one sequence (docs/SPEC.md section 6)
+_DEVICE = re.compile(r"cpu|cuda(:[0-9]+)?")
+_HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+class UsageError(Exception):
+    """Bad arguments or input files: exit status 2, nothing written."""
+
+
+class RunError(Exception):
+    """A failure while running (a missing dependency, a model that does not load): exit status 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(
-        prog="python -m proxyattn.eval",
+    ap = _Parser(
+        prog=PROG,
         description="Needle accuracy of ProxyAttn against dense attention and matched-density "
                     "baselines, through transformers.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="method specs: dense | proxyattn[:FIELD=V,...] | sink_local:window=W|density=D | "
                "topk:k=K|density=D; density=match:SPEC (last) matches SPEC's measured density. "
-               "Presets: " + ", ".join(M.PRESETS) + ".")
+               "Presets: " + ", ".join(M.PRESETS) + ". Exit status: 0 done, 2 bad arguments "
+               "(nothing written), 1 failed while running, 130 interrupted (finished cells kept).")
     ap.add_argument("--model", required=True, help="a transformers causal LM: folder or hub name")
     ap.add_argument("--tokenizer", default=None,
                     help="a sentencepiece .model file, or a folder/hub name for AutoTokenizer "
                          "(default: the model's: its tokenizer.model when it has no "
                          "tokenizer_config.json, else AutoTokenizer)")
     ap.add_argument("--haystack", default=DEFAULT_HAYSTACK,
-                    help="text, one document per line (.gz read as gzip) [the shipped held-out "
-                         "haystack]")
+                    help="UTF-8 text, one document per line (gzip read as such) holding at least "
+                         "as many tokens as the longest length [the shipped held-out haystack]")
     ap.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma list of {', '.join(T.TASKS)}")
     ap.add_argument("--lengths", default="8192,16384,32768",
-                    help="target lengths in tokens (prompt + max_new_tokens)")
-    ap.add_argument("--n", type=int, default=100, help="prompts per cell")
+                    help="comma list of target lengths in tokens (prompt + max_new_tokens), at "
+                         "most the model's max_position_embeddings")
+    ap.add_argument("--n", type=int, default=100, help="prompts per cell (>= 1)")
     ap.add_argument("--seed-offset", type=int, default=0,
-                    help="first prompt index of every cell (prompt i has eval seed i + offset)")
-    ap.add_argument("--methods", nargs="*", default=None, metavar="SPEC",
-                    help="method specs (dense always runs: the paired baseline)")
+                    help="first prompt index of every cell (prompt i has eval seed i + offset; "
+                         f"offset + n <= {SEEDS_PER_CELL})")
+    ap.add_argument("--methods", nargs="+", default=None, metavar="SPEC",
+                    help="method specs (dense always runs: the paired baseline); with --preset, "
+                         "run after the preset's")
     ap.add_argument("--preset", choices=M.PRESETS, default=None,
                     help="study: dense, proxyattn gamma 0.8/0.9/0.95/0.99, sink_local, topk and "
                          "last_block_selection=proxy at gamma 0.9's density; study_wide: also at "
@@ -58,14 +90,15 @@ def parse_args(argv=None):
                          "starts from [the model config's `proxyattn` entry, else the library "
                          "defaults]")
     ap.add_argument("--batch-tokens", type=int, default=131072,
-                    help="padded tokens per prefill batch (1048576 = 32 prompts of 32K)")
+                    help="padded tokens per prefill batch, at least one prompt per batch "
+                         "(1048576 = 32 prompts of 32K)")
     ap.add_argument("--calib-prompts", type=int, default=32,
                     help="prompts of a cell used to choose gamma for density targets (bisection "
-                         "on the first 8, then secant steps on all)")
+                         "on the first 8, then secant steps on all; >= 1)")
     ap.add_argument("--recall-prompts", type=int, default=2,
                     help="prompts per cell and method whose attention recall is measured (0: off)")
     ap.add_argument("--dtype", default="bf16", choices=["bf16", "fp16", "fp32"])
-    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--device", default="cuda", help="cpu, cuda or cuda:N")
     ap.add_argument("--json", default=None, metavar="OUT.json")
     ap.add_argument("--png", default=None, metavar="OUT.png")
     ap.add_argument("--outputs", default=None, metavar="OUT.jsonl",
@@ -75,45 +108,342 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def method_list(args, num_kv_heads, base):
-    specs = []
-    if args.preset:
-        specs += M.preset_specs(args.preset, num_kv_heads, base)
-    specs += list(args.methods or [])
-    if not specs:
-        specs = ["dense", "proxyattn:gamma=0.9"]
-    seen, out = set(), []
-    for s in specs:
-        m = M.parse_spec(s)
-        if m.spec not in seen:
-            seen.add(m.spec)
-            out.append(m)
-    return M.run_order(out)
+# --- argument checks (no model, no torch) -----------------------------------------------------
 
+def _at_least(flag, value, low, what=""):
+    if value < low:
+        raise UsageError(f"{flag} = {value}, expected an integer >= {low}{what}")
+
+
+def parse_list(flag, text, choices):
+    """A comma list of names from choices, each once."""
+    items = [x.strip() for x in text.split(",")]
+    if not any(items):
+        raise UsageError(f"{flag} = {text!r}, expected a comma list of {', '.join(choices)}")
+    out = []
+    for x in items:
+        if not x:
+            raise UsageError(f"{flag} = {text!r} has an empty item, expected a comma list of "
+                             f"{', '.join(choices)}")
+        if x not in choices:
+            raise UsageError(f"{flag}: unknown {x!r}, expected some of {', '.join(choices)}")
+        if x in out:
+            raise UsageError(f"{flag}: {x!r} given twice")
+        out.append(x)
+    return out
+
+
+def parse_lengths(text):
+    """A comma list of distinct positive integers (tokens)."""
+    items = [x.strip() for x in text.split(",")]
+    if not any(items):
+        raise UsageError(f"--lengths = {text!r}, expected a comma list of lengths in tokens "
+                         "(e.g. 8192,16384)")
+    out = []
+    for x in items:
+        if not re.fullmatch(r"[0-9]+", x):
+            raise UsageError(f"--lengths item {x!r}, expected a positive integer (tokens)")
+        v = int(x)
+        if not 1 <= v <= MAX_LENGTH:
+            raise UsageError(f"--lengths item {x!r}, expected an integer in [1, {MAX_LENGTH}]")
+        if v in out:
+            raise UsageError(f"--lengths: {v} given twice")
+        out.append(v)
+    return out
+
+
+def _looks_local(path):
+    """A name that can only be a file path, never a hub name (org/name)."""
+    return (path.startswith(("/", ".", "~")) or "\\" in path or not _HUB_NAME.fullmatch(path)
+            or os.path.isdir(path.split("/")[0]))
+
+
+def check_output(flag, path):
+    """A file the command may create or replace -> its real path."""
+    if not path:
+        raise UsageError(f"{flag} = '', expected a file path")
+    if os.path.isdir(path):
+        raise UsageError(f"{flag} = {path!r} is a folder, expected a file path")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise UsageError(f"{flag} = {path!r} exists and is not a regular file, expected a file "
+                         "path")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UsageError(f"{flag} = {path!r}: no folder {folder!r}, expected a path in an "
+                         "existing folder")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} = {path!r}: the folder {folder!r} is not writable")
+    return os.path.realpath(path)
+
+
+def model_info(path):
+    """What the model's config.json says, read before the model loads: max_positions,
+    num_kv_heads, vocab_size (None when unknown: a hub name) and its `proxyattn` entry."""
+    info = {"local": False, "config": None, "max_positions": None, "num_kv_heads": None,
+            "vocab_size": None, "proxyattn": None}
+    if not path:
+        raise UsageError("--model = '', expected a model folder or a hub name")
+    if not os.path.exists(path):
+        if _looks_local(path):
+            raise UsageError(f"--model = {path!r}: no such folder, expected a transformers model "
+                             "folder or a hub name")
+        return info
+    if not os.path.isdir(path):
+        raise UsageError(f"--model = {path!r} is a file, expected a transformers model folder "
+                         "(config.json and weights) or a hub name")
+    cfg = os.path.join(path, "config.json")
+    if not os.path.isfile(cfg):
+        raise UsageError(f"--model = {path!r}: no config.json in the folder, expected a "
+                         "transformers model folder")
+    try:
+        with open(cfg, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UsageError(f"--model: {cfg!r} is not readable JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"--model: {cfg!r} holds a {type(data).__name__}, expected an object")
+    text = data.get("text_config") if isinstance(data.get("text_config"), dict) else data
+
+    def count(key):
+        v = text.get(key, data.get(key))
+        return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+    info.update(local=True, config=cfg, max_positions=count("max_position_embeddings"),
+                num_kv_heads=count("num_key_value_heads") or count("num_attention_heads"),
+                vocab_size=count("vocab_size"), proxyattn=data.get("proxyattn"))
+    return info
+
+
+def base_fields(args, info=None):
+    """The Config fields every proxyattn/topk method starts from: --defaults, else the model
+    config's `proxyattn` entry (its Config fields), else none (the library defaults)."""
+    from ..config import FIELDS, resolve_config
+    if args.defaults is not None:
+        source = "--defaults"
+        try:
+            fields = M.parse_assignments(args.defaults)
+        except ValueError as e:
+            raise UsageError(f"--defaults = {args.defaults!r}: {e}") from None
+        unknown = sorted(set(fields) - set(FIELDS))
+        if unknown:
+            raise UsageError(f"--defaults: unknown Config field(s) {', '.join(unknown)}, expected "
+                             f"some of {', '.join(FIELDS)}")
+    else:
+        if info is None:
+            info = model_info(args.model)
+        entry = info.get("proxyattn")
+        source = f"the proxyattn entry of {info.get('config')!r}"
+        fields = {k: v for k, v in entry.items() if k in FIELDS} if isinstance(entry, dict) else {}
+    try:
+        resolve_config(fields).validate()
+    except ValueError as e:
+        raise UsageError(f"{source}: {M._error_text(e)}") from None
+    return fields
+
+
+def method_list(args, num_kv_heads, base):
+    """The methods to run, dense and every density=match target first; raises UsageError on a bad
+    spec, a setting out of range (num_proxy_heads against num_kv_heads when known) or the same
+    method written two ways."""
+    specs = []
+    try:
+        if args.preset:
+            specs += M.preset_specs(args.preset, num_kv_heads, base)
+        specs += list(args.methods or [])
+        if not specs:
+            specs = ["dense", "proxyattn:gamma=0.9"]
+        seen, out = set(), []
+        for s in specs:
+            m = M.parse_spec(s)
+            if m.spec not in seen:
+                seen.add(m.spec)
+                out.append(m)
+        methods = M.run_order(out)
+        by_spec = {m.spec: m for m in methods}
+        same = {}
+        for m in methods:
+            M.check_method(m, base, num_kv_heads)
+            key = M.identity(m, base, by_spec)
+            if key in same:
+                note = "" if {same[key], m.spec} <= seen else (
+                    " (a density=match target runs as written, so write it as in the list)")
+                raise ValueError(f"{same[key]!r} and {m.spec!r} are the same method{note}, "
+                                 "expected each method once")
+            same[key] = m.spec
+    except ValueError as e:
+        raise UsageError(f"--methods: {e}") from None
+    return methods
+
+
+def check_tokenizer_arg(path):
+    if path is None:
+        return
+    if not path:
+        raise UsageError("--tokenizer = '', expected a sentencepiece .model file, a tokenizer "
+                         "folder or a hub name")
+    if not os.path.exists(path) and (path.endswith(".model") or _looks_local(path)):
+        raise UsageError(f"--tokenizer = {path!r}: no such file or folder")
+
+
+def check_args(args):
+    """Every check that needs neither the tokenizer nor the model -> a dict of parsed values."""
+    tasks = parse_list("--tasks", args.tasks, T.TASKS)
+    lengths = parse_lengths(args.lengths)
+    _at_least("--n", args.n, 1)
+    _at_least("--seed-offset", args.seed_offset, 0)
+    if args.seed_offset + args.n > SEEDS_PER_CELL:
+        raise UsageError(f"--seed-offset + --n = {args.seed_offset + args.n}, expected at most "
+                         f"{SEEDS_PER_CELL} (the evaluation seeds of a cell)")
+    _at_least("--batch-tokens", args.batch_tokens, 1)
+    _at_least("--calib-prompts", args.calib_prompts, 1)
+    _at_least("--recall-prompts", args.recall_prompts, 0, " (0: off)")
+    if args.max_docs is not None:
+        _at_least("--max-docs", args.max_docs, 1)
+    if not _DEVICE.fullmatch(args.device):
+        raise UsageError(f"--device = {args.device!r}, expected cpu, cuda or cuda:N")
+    info = model_info(args.model)
+    if info["max_positions"] is not None and max(lengths) > info["max_positions"]:
+        raise UsageError(f"--lengths item {max(lengths)} exceeds the model's "
+                         f"max_position_embeddings = {info['max_positions']} ({info['config']!r})")
+    check_tokenizer_arg(args.tokenizer)
+    hay = args.haystack
+    if not hay or not os.path.isfile(hay):
+        raise UsageError(f"--haystack = {hay!r}: " + ("a folder" if hay and os.path.isdir(hay)
+                                                       else "no such file")
+                         + ", expected a text file, one document per line (.gz read as gzip)")
+    inputs = {os.path.realpath(hay): "--haystack"}
+    if args.tokenizer and os.path.isfile(args.tokenizer):
+        inputs[os.path.realpath(args.tokenizer)] = "--tokenizer"
+    if info["local"]:
+        for name in os.listdir(args.model):
+            inputs.setdefault(os.path.realpath(os.path.join(args.model, name)), "--model")
+    outs = {}
+    for flag, path in (("--json", args.json), ("--png", args.png), ("--outputs", args.outputs)):
+        if path is None:
+            continue
+        real = check_output(flag, path)
+        other = outs.get(real) or inputs.get(real)
+        if other:
+            raise UsageError(f"{flag} = {path!r} is also {other}'s file, expected a file of its "
+                             "own")
+        outs[real] = flag
+    base = base_fields(args, info)
+    methods = method_list(args, info["num_kv_heads"], base)
+    return {"tasks": tasks, "lengths": lengths, "info": info, "base": base, "methods": methods}
+
+
+# --- tokenizer, haystack, prompts -------------------------------------------------------------
 
 def load_tokenizer(args):
+    """The tokenizer adapter (tasks.SpmTokenizer or tasks.HFTokenizer)."""
     path = args.tokenizer
-    if path is not None and path.endswith(".model") and os.path.isfile(path):
-        return T.SpmTokenizer(path)
-    if path is None and os.path.isdir(args.model):
-        spm = os.path.join(args.model, "tokenizer.model")
-        if os.path.exists(spm) and not os.path.exists(os.path.join(args.model,
-                                                                   "tokenizer_config.json")):
+    spm = None
+    if path is not None and os.path.isfile(path):
+        spm, flag = path, "--tokenizer"
+    elif path is None and os.path.isdir(args.model):
+        cand = os.path.join(args.model, "tokenizer.model")
+        if os.path.isfile(cand) and not os.path.exists(os.path.join(args.model,
+                                                                    "tokenizer_config.json")):
+            spm, flag = cand, "--model"
+    if spm is not None:
+        try:
             return T.SpmTokenizer(spm)
-    return T.HFTokenizer.from_pretrained(path or args.model)
+        except ImportError:
+            raise RunError("sentencepiece is not installed: it reads the tokenizer "
+                           f"{spm!r}") from None
+        except Exception as e:  # noqa: BLE001 (sentencepiece raises RuntimeError or OSError)
+            raise UsageError(f"{flag}: {spm!r} is not a sentencepiece model "
+                             f"({_one_line(e)})") from None
+    name = path or args.model
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        raise RunError(f"transformers is not installed: it reads the tokenizer of {name!r} (a "
+                       "sentencepiece model can be given as --tokenizer FILE.model)") from None
+    try:
+        return T.HFTokenizer.from_pretrained(name)
+    except Exception as e:  # noqa: BLE001 (transformers raises OSError, ValueError, ...)
+        err = UsageError if os.path.exists(name) else RunError
+        raise err(f"{'--tokenizer' if path else '--model'} = {name!r}: transformers cannot load "
+                  f"a tokenizer from it ({_one_line(e)})") from None
 
 
-def base_fields(args):
-    if args.defaults is not None:
-        return M.parse_assignments(args.defaults)
-    cfg = os.path.join(args.model, "config.json")
-    if os.path.isfile(cfg):
-        with open(cfg) as f:
-            entry = json.load(f).get("proxyattn")
-        if isinstance(entry, dict):
-            from ..config import FIELDS
-            return {k: v for k, v in entry.items() if k in FIELDS}
-    return {}
+def read_haystack(args):
+    """The haystack's sentences (tasks.read_sentences), text only."""
+    try:
+        return T.read_sentences(args.haystack, max_docs=args.max_docs, text_only=True)
+    except OSError as e:
+        raise UsageError(f"--haystack = {args.haystack!r}: {e.strerror or e}") from None
+    except ValueError as e:
+        raise UsageError(f"--haystack {e}") from None
+
+
+def tokenize_haystack(args, sents, tok, tasks, lengths):
+    """The tokenized haystack; raises UsageError when it is shorter than the longest length."""
+    hay = T.Haystack(sents, tok)
+    tokens = int(hay.starts[-1])
+    if any(t != "cwe" for t in tasks) and tokens < max(lengths):
+        first = f" in its first {args.max_docs} lines" if args.max_docs is not None else ""
+        raise UsageError(f"--haystack {args.haystack!r} holds {tokens} tokens{first}, fewer than "
+                         f"the longest length {max(lengths)}: its text is never repeated, so "
+                         "prompts would come out short; expected a longer haystack")
+    return hay
+
+
+def build_prompts(args, tasks, lengths, hay, tok):
+    """{(task, length): [(instance, ids int32 array)] * n}, every prompt checked to fit."""
+    words = T.load_words()
+    cells = {}
+    for length in lengths:
+        for task in tasks:
+            prompts = []
+            for i in range(args.n):
+                seed = T.eval_seed(task, length, i + args.seed_offset)
+                try:
+                    inst, ids = T.fit(task, seed, length, hay, tok, words)
+                except ValueError as e:
+                    raise UsageError(f"--lengths: {e}") from None
+                prompts.append((inst, np.asarray(ids, dtype=np.int32)))
+            cells[(task, length)] = prompts
+    return cells
+
+
+def check_vocab(prompts, vocab_size, where):
+    if vocab_size is None:
+        return
+    top = max(int(ids.max()) for cell in prompts.values() for _, ids in cell)
+    if top >= vocab_size:
+        raise UsageError(f"--tokenizer: prompt token ids reach {top}, but the model's vocab_size "
+                         f"is {vocab_size} ({where}): expected the model's own tokenizer")
+
+
+def check_device(name):
+    """torch can use this device (cpu, cuda, cuda:N)."""
+    try:
+        import torch
+    except ImportError:
+        raise RunError("torch is not installed: the evaluator runs the model through torch and "
+                       "transformers") from None
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            build = "" if torch.version.cuda else ", built without CUDA"
+            raise UsageError(f"--device = {name!r}, but torch sees no CUDA GPU (torch "
+                             f"{torch.__version__}{build}); expected --device cpu here")
+        index = torch.device(name).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise UsageError(f"--device = {name!r}, but torch sees {torch.cuda.device_count()} "
+                             "CUDA GPU(s)")
+
+
+def load_runner():
+    """proxyattn.eval.runner (torch and transformers from here on)."""
+    try:
+        import transformers  # noqa: F401
+        from . import runner
+    except ImportError as e:
+        raise RunError(f"the evaluator runs the model through torch and transformers: {e}") \
+            from None
+    return runner
 
 
 def sha256(path):
@@ -122,6 +452,12 @@ def sha256(path):
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def _one_line(e):
+    """An exception as one line: its message without the library's "[function at file:line]"."""
+    text = M._error_text(e) if str(e).strip() else ""
+    return text or type(e).__name__
 
 
 class Progress:
@@ -259,40 +595,39 @@ def knob_summary(kind, knobs):
     return dict(knobs)
 
 
-def main(argv=None):
-    args = parse_args(argv)
+def evaluate(args, checked, state):
+    """Everything after the argument checks: tokenizer, haystack, prompts, the model, the cells."""
     t_start = time.time()
-    tasks = [t for t in args.tasks.split(",") if t]
-    for t in tasks:
-        if t not in T.TASKS:
-            raise SystemExit(f"unknown task {t!r}, expected some of {', '.join(T.TASKS)}")
-    lengths = [int(x) for x in args.lengths.split(",") if x]
-    if not os.path.exists(args.haystack):
-        raise SystemExit(f"haystack {args.haystack} not found (give --haystack FILE: text, one "
-                         "document per line)")
-    try:
-        base = base_fields(args)
-        for spec in (args.methods or []):
-            M.parse_spec(spec)  # fail on a bad spec before loading anything
-        method_list(args, None, base)
-    except ValueError as e:
-        raise SystemExit(f"proxyattn.eval: {e}") from None
-    tok = load_tokenizer(args)
-    print(f"tokenizer: {type(tok).__name__} ({getattr(tok, 'path', None)}), bos={tok.bos_id}",
-          file=sys.stderr)
+    tasks, lengths, info, base = (checked[k] for k in ("tasks", "lengths", "info", "base"))
+    methods = checked["methods"]
     t0 = time.time()
-    hay = T.Haystack.from_file(args.haystack, tok, max_docs=args.max_docs)
-    words = T.load_words()
-    print(f"haystack: {len(hay.sents)} sentences, {int(hay.starts[-1])} tokens "
-          f"({time.time() - t0:.1f}s)", file=sys.stderr)
+    sents = read_haystack(args)
+    tok = load_tokenizer(args)
+    notes = [f"tokenizer: {type(tok).__name__} ({getattr(tok, 'path', None)}), bos={tok.bos_id}"]
+    hay = tokenize_haystack(args, sents, tok, tasks, lengths)
+    notes.append(f"haystack: {len(hay.sents)} sentences, {int(hay.starts[-1])} tokens "
+                 f"({time.time() - t0:.1f}s)")
+    t0 = time.time()
+    prompts = build_prompts(args, tasks, lengths, hay, tok)
+    notes.append(f"prompts: {len(prompts) * args.n} ({time.time() - t0:.1f}s)")
+    check_vocab(prompts, info["vocab_size"], info["config"])
+    check_device(args.device)
+    print("\n".join(notes), file=sys.stderr)  # arguments and inputs are good: stderr is ours
 
-    from . import runner as R  # torch and transformers from here on
-    run = R.Runner(args.model, tok, device=args.device, dtype=args.dtype,
-                   batch_tokens=args.batch_tokens)
+    R = load_runner()
     try:
+        run = R.Runner(args.model, tok, device=args.device, dtype=args.dtype,
+                       batch_tokens=args.batch_tokens)
+    except Exception as e:  # noqa: BLE001 (transformers and torch raise many kinds)
+        raise RunError(f"--model = {args.model!r}: the model does not load "
+                       f"({type(e).__name__}: {_one_line(e)})") from None
+    limit = getattr(run, "max_positions", None)
+    if isinstance(limit, int) and max(lengths) > limit:
+        raise UsageError(f"--lengths item {max(lengths)} exceeds the model's "
+                         f"max_position_embeddings = {limit}")
+    check_vocab(prompts, getattr(run, "vocab_size", None), "the loaded model's config")
+    if args.preset == "ablations" or info["num_kv_heads"] != run.num_kv_heads:
         methods = method_list(args, run.num_kv_heads, base)
-    except ValueError as e:
-        raise SystemExit(f"proxyattn.eval: {e}") from None
     print("methods: " + "; ".join(m.spec for m in methods), file=sys.stderr)
     print(f"base config: {base or 'library defaults'}", file=sys.stderr)
     meta = {"model": args.model, "tokenizer": getattr(tok, "path", None),
@@ -302,22 +637,18 @@ def main(argv=None):
             "batch_tokens": args.batch_tokens, "base_config": base,
             "methods": [m.spec for m in methods], "preset": args.preset,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "argv": sys.argv[1:] if argv is None else list(argv)}
+            "argv": state["argv"]}
     meta.update(R.environment(args.device))
 
-    total = len(tasks) * len(lengths) * args.n * len(methods)
+    state["total"] = len(tasks) * len(lengths) * len(methods)
+    total = state["total"] * args.n
     prog = Progress(total, disable=args.no_progress)
-    fout = open(args.outputs, "w") if args.outputs else None
-    cells, timing = [], {}
+    cells, timing, lines = state["cells"], {}, []
     try:
         for length in lengths:
             for task in tasks:
-                prompts = []
-                for i in range(args.n):
-                    seed = T.eval_seed(task, length, i + args.seed_offset)
-                    inst, ids = T.fit(task, seed, length, hay, tok, words)
-                    prompts.append((inst, ids))
-                rows = [ids for _, ids in prompts]
+                cell_prompts = prompts[(task, length)]
+                rows = [ids for _, ids in cell_prompts]
                 plens = [len(r) for r in rows]
                 max_new = T.MAX_NEW_TOKENS[task]
                 measured, dense_correct = {}, None
@@ -333,18 +664,18 @@ def main(argv=None):
                         for j, i in enumerate(idx):
                             outs[i], dens[i] = gen[j], d[j]
                         prog.update(len(idx), f"{task} {length} {m.spec}")
-                    correct, partial = [], []
-                    for (inst, ids), g, d in zip(prompts, outs, dens):
+                    correct, partial, cell_lines = [], [], []
+                    for (inst, ids), g, d in zip(cell_prompts, outs, dens):
                         text = tok.decode(g)
                         ok, frac = T.score(inst["answers"], text)
                         correct.append(ok)
                         partial.append(frac)
-                        if fout:
-                            fout.write(json.dumps({
+                        if args.outputs:
+                            cell_lines.append(json.dumps({
                                 "task": task, "length": length, "method": m.spec,
                                 "seed": inst["seed"], "prompt_tokens": len(ids),
                                 "answers": inst["answers"], "output": text, "correct": ok,
-                                "partial": frac, "density": d}) + "\n")
+                                "partial": frac, "density": d}))
                     if m.kind == "dense":
                         dense_correct = correct
                     t_run = time.time() - tm - t_calib
@@ -366,20 +697,20 @@ def main(argv=None):
                                 prompt_tokens_mean=sum(plens) / len(plens),
                                 seconds=round(time.time() - tm, 2),
                                 calibration_seconds=round(t_calib, 2))
-                    cells.append(cell)
-                    prog.write(report.table([cell]).splitlines()[-1])
-                    if args.json:  # complete cells survive an interrupted run
-                        report.write_json(args.json, cells, dict(meta, complete=False))
                     tt = timing.setdefault(m.spec, [0.0, 0.0, 0])
                     tt[0] += t_run
                     tt[1] += time.time() - tm - t_run
                     tt[2] += len(rows)
-                    if fout:
-                        fout.flush()
+                    cells.append(cell)
+                    lines += cell_lines
+                    # complete cells survive an interrupted or failed run
+                    if args.outputs:
+                        report.write_lines(args.outputs, lines)
+                    if args.json:
+                        report.write_json(args.json, cells, dict(meta, complete=False))
+                    prog.write(report.table([cell]).splitlines()[-1])
     finally:
         prog.close()
-        if fout:
-            fout.close()
     print(report.table(cells))
     print("\ntime per method (decode = prefill + greedy decoding; other = knob search + recall):")
     for spec, (t_run, t_other, n) in timing.items():
@@ -398,3 +729,39 @@ def main(argv=None):
             print("matplotlib is not installed: no PNG", file=sys.stderr)
     print(f"total {meta['seconds']} s", file=sys.stderr)
     return 0
+
+
+def _say(message):
+    print(f"{PROG}: " + " ".join(message.splitlines()), file=sys.stderr, flush=True)
+
+
+def main(argv=None):
+    """The command: returns the exit status (0 done, 2 bad arguments, 1 failed while running, 130
+    interrupted), with one line on stderr for any failure."""
+    state = {"argv": sys.argv[1:] if argv is None else list(argv), "cells": [], "total": None,
+             "json": None}
+    try:
+        args = parse_args(argv)
+        state["json"] = args.json
+        checked = check_args(args)
+        return evaluate(args, checked, state)
+    except UsageError as e:
+        _say(f"error: {e}")
+        return 2
+    except KeyboardInterrupt:
+        done = len(state["cells"])
+        where = f"; {state['json']!r} holds them" if done and state["json"] else ""
+        if state["total"]:
+            _say(f"interrupted after {done} of {state['total']} cells{where}")
+        else:
+            _say("interrupted before the first cell; nothing written")
+        return 130
+    except RunError as e:
+        _say(f"error: {e}")
+        return 1
+    except Exception as e:  # noqa: BLE001 (a failure while running: one line, not a traceback)
+        done = len(state["cells"])
+        kept = f" ({done} finished cells kept in {state['json']!r})" if done and state["json"] \
+            else ""
+        _say(f"error: {type(e).__name__}: {_one_line(e)}{kept}")
+        return 1

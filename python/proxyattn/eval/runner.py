@@ -267,6 +267,9 @@ class Runner:
         text_cfg = cfg.get_text_config() if hasattr(cfg, "get_text_config") else cfg
         self.num_heads = int(text_cfg.num_attention_heads)
         self.num_kv_heads = int(getattr(text_cfg, "num_key_value_heads", None) or self.num_heads)
+        # limits the command line checks prompts against (None when the config doesn't say)
+        self.max_positions = getattr(text_cfg, "max_position_embeddings", None)
+        self.vocab_size = getattr(text_cfg, "vocab_size", None)
         eos = set()
         for source in (tokenizer.eos_id, getattr(cfg, "eos_token_id", None),
                        getattr(getattr(self.model, "generation_config", None), "eos_token_id",
