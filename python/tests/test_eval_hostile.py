@@ -12,6 +12,7 @@ project's sentencepiece tokenizer (skipped without sentencepiece).
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
 import types
@@ -25,6 +26,7 @@ from proxyattn.eval import tasks as T
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPM = os.path.join(ROOT, "models", "pa-tiny-8k", "tokenizer.model")
+HAS_MATPLOTLIB = cli._installed("matplotlib")
 
 
 def synthetic_text(n_docs=120):
@@ -52,7 +54,9 @@ def env(tmp_path):
     out.mkdir()
     args = ["--model", str(model), "--haystack", str(hay), "--device", "cpu", "--lengths", "1024",
             "--n", "2", "--tasks", "niah_single", "--no-progress", "--json", str(out / "r.json"),
-            "--png", str(out / "r.png"), "--outputs", str(out / "o.jsonl")]
+            "--outputs", str(out / "o.jsonl")]
+    if HAS_MATPLOTLIB:
+        args += ["--png", str(out / "r.png")]
     return types.SimpleNamespace(tmp=tmp_path, model=model, hay=hay, out=out, args=args)
 
 
@@ -252,6 +256,12 @@ def test_bad_output_paths(capsys, env, flag):
                 "is also --model's file")
 
 
+def test_png_without_matplotlib(capsys, env, monkeypatch):
+    monkeypatch.setattr(cli, "_installed", lambda name: name != "matplotlib")
+    usage_error(capsys, env, replace(env.args, "--png", str(env.out / "r.png")), "--png = ",
+                "needs matplotlib")
+
+
 def test_two_outputs_one_file(capsys, env):
     args = replace(env.args, "--outputs", os.path.join(str(env.out), ".", "r.json"))
     usage_error(capsys, env, args, "--outputs = ", "is also --json's file")
@@ -377,7 +387,8 @@ def test_missing_dependency_is_one_line(capsys, env, monkeypatch):
 
 class FakeRunner:
     """Stands in for runner.Runner: answers every prompt with "1234567", density 0.5 (1 for
-    dense); `fail` (an exception) is raised by the fail_at-th generate call."""
+    dense); `fail` (an exception, or "SIGTERM" to send that signal) stops the fail_at-th generate
+    call."""
     fail, fail_at = None, None
 
     def __init__(self, model_path, tokenizer, device="cpu", dtype="bf16", batch_tokens=1):
@@ -394,6 +405,8 @@ class FakeRunner:
     def generate(self, rows, max_new):
         self.calls += 1
         if self.fail is not None and self.calls == self.fail_at:
+            if self.fail == "SIGTERM":
+                os.kill(os.getpid(), signal.SIGTERM)
             raise self.fail
         d = 1.0 if self.kind == "dense" else 0.5
         return [self.tok.encode("1234567") for _ in rows], [d] * len(rows)
@@ -430,16 +443,12 @@ def test_fake_run_succeeds(capsys, env, fake):
     lines = (env.out / "o.jsonl").read_text().splitlines()
     assert len(lines) == 2 * 3 * 2
     assert all(json.loads(x)["output"] == "1234567" for x in lines)
-    names = sorted(os.listdir(env.out))
-    try:
-        import matplotlib  # noqa: F401
-        assert names == ["o.jsonl", "r.json", "r.png"]
-    except ImportError:
-        assert names == ["o.jsonl", "r.json"]
+    assert sorted(os.listdir(env.out)) == ["o.jsonl", "r.json"] + ["r.png"] * HAS_MATPLOTLIB
 
 
 @pytest.mark.parametrize("fail, rc, needle", [
     (KeyboardInterrupt(), 130, "interrupted after 2 of 6 cells"),
+    ("SIGTERM", 130, "interrupted after 2 of 6 cells"),
     (RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB"), 1,
      "error: RuntimeError: CUDA out of memory. Tried to allocate 2 GiB (2 finished cells kept"),
 ])

@@ -17,9 +17,11 @@ cells.
 import argparse
 import datetime
 import hashlib
+import importlib.util
 import json
 import os
 import re
+import signal
 import sys
 import time
 
@@ -285,6 +287,13 @@ def check_tokenizer_arg(path):
         raise UsageError(f"--tokenizer = {path!r}: no such file or folder")
 
 
+def _installed(module):
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
 def check_args(args):
     """Every check that needs neither the tokenizer nor the model -> a dict of parsed values."""
     tasks = parse_list("--tasks", args.tasks, T.TASKS)
@@ -327,6 +336,8 @@ def check_args(args):
             raise UsageError(f"{flag} = {path!r} is also {other}'s file, expected a file of its "
                              "own")
         outs[real] = flag
+    if args.png is not None and not _installed("matplotlib"):
+        raise UsageError(f"--png = {args.png!r} needs matplotlib, which is not installed")
     base = base_fields(args, info)
     methods = method_list(args, info["num_kv_heads"], base)
     return {"tasks": tasks, "lengths": lengths, "info": info, "base": base, "methods": methods}
@@ -723,10 +734,7 @@ def evaluate(args, checked, state):
     if args.json:
         report.write_json(args.json, cells, meta)
     if args.png:
-        try:
-            report.write_png(args.png, cells, title=os.path.basename(args.model.rstrip("/")))
-        except ImportError:
-            print("matplotlib is not installed: no PNG", file=sys.stderr)
+        report.write_png(args.png, cells, title=os.path.basename(args.model.rstrip("/")))
     print(f"total {meta['seconds']} s", file=sys.stderr)
     return 0
 
@@ -735,9 +743,25 @@ def _say(message):
     print(f"{PROG}: " + " ".join(message.splitlines()), file=sys.stderr, flush=True)
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops a run as Ctrl-C does: finished cells stay written
+
+
 def main(argv=None):
     """The command: returns the exit status (0 done, 2 bad arguments, 1 failed while running, 130
-    interrupted), with one line on stderr for any failure."""
+    interrupted by SIGINT or SIGTERM), with one line on stderr for any failure."""
+    try:
+        old, installed = signal.signal(signal.SIGTERM, _terminate), True
+    except ValueError:  # not the main thread: leave signals alone
+        old, installed = None, False
+    try:
+        return _main(argv)
+    finally:
+        if installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if old is None else old)
+
+
+def _main(argv):
     state = {"argv": sys.argv[1:] if argv is None else list(argv), "cells": [], "total": None,
              "json": None}
     try:

@@ -304,7 +304,8 @@ def preset_specs(name, num_kv_heads=None, base=None):
     paper's last-block rule at the density ProxyAttn gamma 0.90 measured. study_wide: the same,
     plus the three matched to gamma 0.80. ablations: ProxyAttn gamma 0.90 with one knob changed at
     a time (stride 1/2/4/8, num_proxy_heads over the divisors of num_kv_heads, block_size 64/128,
-    min_budget_tokens 0/256/1024/4096); settings equal to the base are left out. base: the
+    min_budget_tokens 0/256/1024/4096); settings equal to the base, and strides and block sizes
+    that would not divide each other, are left out. base: the
     Config fields every proxyattn/topk method starts from (--defaults).
     """
     gammas = ("0.8", "0.9", "0.95", "0.99")
@@ -330,7 +331,8 @@ def preset_specs(name, num_kv_heads=None, base=None):
                   "block_size": (64, 128), "min_budget_tokens": (0, 256, 1024, 4096)}
         for key, vals in values.items():
             for v in vals:
-                if v != cur[key] and not (key == "stride" and cur["block_size"] % v):
+                if v != cur[key] and not (key == "stride" and cur["block_size"] % v) and \
+                        not (key == "block_size" and v % cur["stride"]):
                     specs.append(f"{ref},{key}={v}")
         return specs
     raise ValueError(f"unknown preset {name!r}, expected study, study_wide or ablations")
