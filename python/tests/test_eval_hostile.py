@@ -394,7 +394,8 @@ class FakeRunner:
     def __init__(self, model_path, tokenizer, device="cpu", dtype="bf16", batch_tokens=1):
         self.tok, self.batch_tokens, self.calls = tokenizer, batch_tokens, 0
         self.num_kv_heads, self.max_positions, self.vocab_size = 2, 4096, 8192
-        self.kind = "dense"
+        self.kind, self.seen = "dense", []
+        FakeRunner.last = self
 
     def configure(self, kind, knobs):
         self.kind = kind
@@ -403,6 +404,7 @@ class FakeRunner:
         return [[i] for i in range(len(lengths))]
 
     def generate(self, rows, max_new):
+        self.seen.extend([int(t) for t in r] for r in rows)
         self.calls += 1
         if self.fail is not None and self.calls == self.fail_at:
             if self.fail == "SIGTERM":
@@ -444,6 +446,13 @@ def test_fake_run_succeeds(capsys, env, fake):
     assert len(lines) == 2 * 3 * 2
     assert all(json.loads(x)["output"] == "1234567" for x in lines)
     assert sorted(os.listdir(env.out)) == ["o.jsonl", "r.json"] + ["r.png"] * HAS_MATPLOTLIB
+    # the runner decodes exactly the prompts the task generator fits, in cell order
+    tok = T.SpmTokenizer(SPM)
+    hay = T.Haystack.from_file(str(env.hay), tok)
+    words = T.load_words()
+    expect = [T.fit(task, T.eval_seed(task, 1024, i), 1024, hay, tok, words)[1]
+              for task in ("niah_single", "vt") for _ in range(3) for i in range(2)]
+    assert FakeRunner.last.seen == expect
 
 
 @pytest.mark.parametrize("fail, rc, needle", [

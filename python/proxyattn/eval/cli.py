@@ -402,28 +402,29 @@ def tokenize_haystack(args, sents, tok, tasks, lengths):
 
 
 def build_prompts(args, tasks, lengths, hay, tok):
-    """{(task, length): [(instance, ids int32 array)] * n}, every prompt checked to fit."""
+    """{(task, length): [instance] * n}, every prompt built and checked to fit, and the largest
+    token id of all prompts. A cell's token ids are rebuilt from its instances when it runs
+    (tasks.prompt_ids), so only one cell's ids are held at a time."""
     words = T.load_words()
-    cells = {}
+    cells, top = {}, -1
     for length in lengths:
         for task in tasks:
-            prompts = []
+            insts = []
             for i in range(args.n):
                 seed = T.eval_seed(task, length, i + args.seed_offset)
                 try:
                     inst, ids = T.fit(task, seed, length, hay, tok, words)
                 except ValueError as e:
                     raise UsageError(f"--lengths: {e}") from None
-                prompts.append((inst, np.asarray(ids, dtype=np.int32)))
-            cells[(task, length)] = prompts
-    return cells
+                insts.append(inst)
+                top = max(top, max(ids))
+            cells[(task, length)] = insts
+    return cells, top
 
 
-def check_vocab(prompts, vocab_size, where):
-    if vocab_size is None:
-        return
-    top = max(int(ids.max()) for cell in prompts.values() for _, ids in cell)
-    if top >= vocab_size:
+def check_vocab(top, vocab_size, where):
+    """The prompts' largest token id fits the model's vocabulary (when known)."""
+    if vocab_size is not None and top >= vocab_size:
         raise UsageError(f"--tokenizer: prompt token ids reach {top}, but the model's vocab_size "
                          f"is {vocab_size} ({where}): expected the model's own tokenizer")
 
@@ -619,9 +620,9 @@ def evaluate(args, checked, state):
     notes.append(f"haystack: {len(hay.sents)} sentences, {int(hay.starts[-1])} tokens "
                  f"({time.time() - t0:.1f}s)")
     t0 = time.time()
-    prompts = build_prompts(args, tasks, lengths, hay, tok)
+    prompts, top_id = build_prompts(args, tasks, lengths, hay, tok)
     notes.append(f"prompts: {len(prompts) * args.n} ({time.time() - t0:.1f}s)")
-    check_vocab(prompts, info["vocab_size"], info["config"])
+    check_vocab(top_id, info["vocab_size"], info["config"])
     check_device(args.device)
     print("\n".join(notes), file=sys.stderr)  # arguments and inputs are good: stderr is ours
 
@@ -636,7 +637,7 @@ def evaluate(args, checked, state):
     if isinstance(limit, int) and max(lengths) > limit:
         raise UsageError(f"--lengths item {max(lengths)} exceeds the model's "
                          f"max_position_embeddings = {limit}")
-    check_vocab(prompts, getattr(run, "vocab_size", None), "the loaded model's config")
+    check_vocab(top_id, getattr(run, "vocab_size", None), "the loaded model's config")
     if args.preset == "ablations" or info["num_kv_heads"] != run.num_kv_heads:
         methods = method_list(args, run.num_kv_heads, base)
     print("methods: " + "; ".join(m.spec for m in methods), file=sys.stderr)
@@ -658,8 +659,9 @@ def evaluate(args, checked, state):
     try:
         for length in lengths:
             for task in tasks:
-                cell_prompts = prompts[(task, length)]
-                rows = [ids for _, ids in cell_prompts]
+                insts = prompts[(task, length)]
+                rows = [np.asarray(T.prompt_ids(inst, hay, tok), dtype=np.int32)
+                        for inst in insts]
                 plens = [len(r) for r in rows]
                 max_new = T.MAX_NEW_TOKENS[task]
                 measured, dense_correct = {}, None
@@ -676,7 +678,7 @@ def evaluate(args, checked, state):
                             outs[i], dens[i] = gen[j], d[j]
                         prog.update(len(idx), f"{task} {length} {m.spec}")
                     correct, partial, cell_lines = [], [], []
-                    for (inst, ids), g, d in zip(cell_prompts, outs, dens):
+                    for inst, ids, g, d in zip(insts, rows, outs, dens):
                         text = tok.decode(g)
                         ok, frac = T.score(inst["answers"], text)
                         correct.append(ok)
