@@ -70,7 +70,7 @@ def parse_args(argv=None):
                          "(default: the model's: its tokenizer.model when it has no "
                          "tokenizer_config.json, else AutoTokenizer)")
     ap.add_argument("--haystack", default=DEFAULT_HAYSTACK,
-                    help="UTF-8 text, one document per line (gzip read as such) holding at least "
+                    help="UTF-8 text, one document per line, gzip-compressed or not, holding at least "
                          "as many tokens as the longest length [the shipped held-out haystack]")
     ap.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma list of {', '.join(T.TASKS)}")
     ap.add_argument("--lengths", default="8192,16384,32768",
@@ -319,7 +319,7 @@ def check_args(args):
     if not hay or not os.path.isfile(hay):
         raise UsageError(f"--haystack = {hay!r}: " + ("a folder" if hay and os.path.isdir(hay)
                                                        else "no such file")
-                         + ", expected a text file, one document per line (.gz read as gzip)")
+                         + ", expected a text file, one document per line (gzip or not)")
     inputs = {os.path.realpath(hay): "--haystack"}
     if args.tokenizer and os.path.isfile(args.tokenizer):
         inputs[os.path.realpath(args.tokenizer)] = "--tokenizer"
