@@ -70,8 +70,9 @@ def parse_args(argv=None):
                          "(default: the model's: its tokenizer.model when it has no "
                          "tokenizer_config.json, else AutoTokenizer)")
     ap.add_argument("--haystack", default=DEFAULT_HAYSTACK,
-                    help="UTF-8 text, one document per line, gzip-compressed or not, holding at least "
-                         "as many tokens as the longest length [the shipped held-out haystack]")
+                    help="UTF-8 text, one document per line, gzip-compressed or not, holding at "
+                         "least as many tokens as the longest length [the shipped held-out "
+                         "haystack]")
     ap.add_argument("--tasks", default=DEFAULT_TASKS, help=f"comma list of {', '.join(T.TASKS)}")
     ap.add_argument("--lengths", default="8192,16384,32768",
                     help="comma list of target lengths in tokens (prompt + max_new_tokens), at "
