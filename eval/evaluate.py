@@ -12,7 +12,6 @@ Usage: evaluate.py --model models/NAME --out results.jsonl --summary summary.jso
 import argparse
 import collections
 import json
-import math
 import os
 import sys
 import time
@@ -27,14 +26,18 @@ import tasks as T  # noqa: E402
 from model import KVCache, load_hf  # noqa: E402
 
 
-def wilson(k, n, z=1.96):
-    if n == 0:
-        return (0.0, 0.0)
-    p = k / n
-    d = 1 + z * z / n
-    c = (p + z * z / (2 * n)) / d
-    h = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / d
-    return (max(0.0, c - h), min(1.0, c + h))
+def _load_stats():
+    """python/proxyattn/eval/stats.py, the one Wilson interval, loaded from its file (plain Python:
+    neither the compiled proxyattn package nor its install is needed here)."""
+    import importlib.util
+    path = os.path.join(HERE, "..", "python", "proxyattn", "eval", "stats.py")
+    spec = importlib.util.spec_from_file_location("proxyattn_eval_stats", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+wilson = _load_stats().wilson
 
 
 @torch.no_grad()
