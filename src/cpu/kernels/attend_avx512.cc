@@ -17,19 +17,7 @@ template <int R, int W>
 inline void pv_chunk(float* const* acc, const float* alpha, const float* const* prow,
                      const float* vp, int dp, int c0, int cw, int keys) {
   __m512 o[R][W];
-  #pragma GCC unroll 32
-  for (int r = 0; r < R; ++r) {
-    // alpha 0: the row's first keys; acc is not read (it is not zeroed per item).
-    const bool fresh = alpha[r] == 0.0f;
-    const __m512 va = _mm512_set1_ps(alpha[r]);
-    #pragma GCC unroll 32
-    for (int c = 0; c < W; ++c) {
-      if (c < cw) {
-        o[r][c] = fresh ? _mm512_setzero_ps()
-                        : _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
-      }
-    }
-  }
+  load_scaled_rows<R, W>(o, acc, alpha, c0, cw);
   for (int k = 0; k < keys; ++k) {
     __m512 pb[R];
     #pragma GCC unroll 32
@@ -44,13 +32,7 @@ inline void pv_chunk(float* const* acc, const float* alpha, const float* const* 
       }
     }
   }
-  #pragma GCC unroll 32
-  for (int r = 0; r < R; ++r) {
-    #pragma GCC unroll 32
-    for (int c = 0; c < W; ++c) {
-      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
-    }
-  }
+  store_rows<R, W>(o, acc, c0, cw);
 }
 
 // Masked blocks: O rows = O * alpha + P V over each row's own keys [0, keys[r]) (merge-masked
@@ -60,19 +42,7 @@ inline void pv_chunk_masked(float* const* acc, const float* alpha, const float* 
                             const float* vp, int dp, int c0, int cw, const int* keys,
                             int max_keys) {
   __m512 o[R][W];
-#pragma GCC unroll 32
-  for (int r = 0; r < R; ++r) {
-    // alpha 0: the row's first keys; acc is not read (it is not zeroed per item).
-    const bool fresh = alpha[r] == 0.0f;
-    const __m512 va = _mm512_set1_ps(alpha[r]);
-#pragma GCC unroll 32
-    for (int c = 0; c < W; ++c) {
-      if (c < cw) {
-        o[r][c] = fresh ? _mm512_setzero_ps()
-                        : _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
-      }
-    }
-  }
+  load_scaled_rows<R, W>(o, acc, alpha, c0, cw);
   for (int k = 0; k < max_keys; ++k) {
     __m512 pb[R];
     __mmask16 live[R];
@@ -93,13 +63,7 @@ inline void pv_chunk_masked(float* const* acc, const float* alpha, const float* 
       }
     }
   }
-#pragma GCC unroll 32
-  for (int r = 0; r < R; ++r) {
-#pragma GCC unroll 32
-    for (int c = 0; c < W; ++c) {
-      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
-    }
-  }
+  store_rows<R, W>(o, acc, c0, cw);
 }
 
 // S[r][j] += Q[r] . K over the strip; masked blocks skip key vectors j >= nvec.

@@ -41,6 +41,40 @@ inline __m512 exp2_ps(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
+// P.V accumulator rows in registers: o[r][c] = acc row r's zmm column c0 + c (c < cw) times
+// alpha[r], or zeros where alpha[r] is 0 (the row's first keys: acc is not read, since it is not
+// zeroed per work item).
+template <int R, int W>
+inline __attribute__((always_inline)) void load_scaled_rows(__m512 (&o)[R][W],
+                                                            float* const* acc, const float* alpha,
+                                                            int c0, int cw) {
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+    const bool fresh = alpha[r] == 0.0f;
+    const __m512 va = _mm512_set1_ps(alpha[r]);
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) {
+        o[r][c] = fresh ? _mm512_setzero_ps()
+                        : _mm512_mul_ps(_mm512_load_ps(acc[r] + 16 * (c0 + c)), va);
+      }
+    }
+  }
+}
+
+// The rows back: acc row r's zmm column c0 + c = o[r][c] for c < cw.
+template <int R, int W>
+inline __attribute__((always_inline)) void store_rows(const __m512 (&o)[R][W], float* const* acc,
+                                                      int c0, int cw) {
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 32
+    for (int c = 0; c < W; ++c) {
+      if (c < cw) _mm512_store_ps(acc[r] + 16 * (c0 + c), o[r][c]);
+    }
+  }
+}
+
 // Lanes [0, n) of a 16-lane vector, n clamped to [0, 16].
 inline __mmask16 prefix_mask(int n) {
   const unsigned bits = n <= 0 ? 0u : n >= 16 ? 0xFFFFu : (1u << n) - 1u;
