@@ -231,26 +231,40 @@ def attention_forward(module, query, key, value, attention_mask, dropout=0.0, sc
         return sdpa(reason)
     if scaling is not None:
         args = (config_text(config.replace(scale=float(scaling)).key()),)
-    num_kv_heads = key.shape[1]
-    q = query.transpose(1, 2).reshape(batch * q_len, num_qo_heads, head_dim)
-    k = key.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)
-    v = value.transpose(1, 2).reshape(batch * q_len, num_kv_heads, head_dim)
+    q, k, v, cu, index = _pack(query, key, value, valid)
+    return _unpack(_run_prefill(module, q, k, v, cu, args, config, scaling), index, batch,
+                   q_len), None
+
+
+def _pack(query, key, value, valid):
+    """query [B, H, S, D], key/value [B, Hkv, S, D] and valid [B, S] (None: nothing padded) ->
+    q [T, H, D], k, v [T, Hkv, D] of the valid tokens, each row one sequence of a varlen batch;
+    cu_seqlens (an int32 CPU tensor, None for a single unpadded row); and the index of the valid
+    tokens in the padded layout (None when nothing is padded)."""
+    batch, heads, seq, dim = query.shape
+    kv_heads = key.shape[1]
+    q = query.transpose(1, 2).reshape(batch * seq, heads, dim)
+    k = key.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
+    v = value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
     if valid is None or bool(valid.all()):
-        cu = None if batch == 1 else _cu_seqlens(batch, q_len)
-        out = _run_prefill(module, q, k, v, cu, args, config, scaling)
-        return out.view(batch, q_len, num_qo_heads, head_dim), None
-    # Padded batch: pack each row's valid tokens (in order) as one sequence of a varlen batch.
+        return q, k, v, (None if batch == 1 else _cu_seqlens(batch, seq)), None
     import torch
     index = valid.reshape(-1).nonzero().squeeze(1)  # [packed tokens]
     lengths = valid.sum(dim=1).to(device="cpu", dtype=torch.int32)
     cu = torch.zeros(batch + 1, dtype=torch.int32)
     cu[1:] = torch.cumsum(lengths, dim=0)
-    packed = _run_prefill(module, q.index_select(0, index).contiguous(),
-                          k.index_select(0, index).contiguous(),
-                          v.index_select(0, index).contiguous(), cu, args, config, scaling)
-    out = q.new_zeros(batch * q_len, num_qo_heads, head_dim)
-    out.index_copy_(0, index, packed)
-    return out.view(batch, q_len, num_qo_heads, head_dim), None
+    pick = (lambda t: t.index_select(0, index).contiguous())
+    return pick(q), pick(k), pick(v), cu, index
+
+
+def _unpack(out, index, batch, seq):
+    """out [T, H, D] of _pack's tokens -> [B, S, H, D], zeros at the padded positions."""
+    heads, dim = out.shape[1], out.shape[2]
+    if index is None:
+        return out.view(batch, seq, heads, dim)
+    full = out.new_zeros(batch * seq, heads, dim)
+    full.index_copy_(0, index, out)
+    return full.view(batch, seq, heads, dim)
 
 
 def register(name="proxyattn", **settings):

@@ -82,22 +82,18 @@ def _forward(module, query, key, value, attention_mask, dropout=0.0, scaling=Non
     if reason is not None:  # softcap, sinks, sliding windows, no kernel, ...: SDPA, one warning
         hf._warn_once(reason)
         return _dense(module, query, key, value, valid, sdpa_args)
-    q, k, v, cu, index = _pack(query, key, value, valid)
+    q, k, v, cu_t, index = hf._pack(query, key, value, valid)
+    cu = [0, q.shape[0]] if cu_t is None else [int(x) for x in cu_t.tolist()]
     if st.mode == "proxyattn":
         if scaling is not None:
             config = config.replace(scale=float(scaling))
             args = (config_text(config.key()),)
         if st.recall is not None:
             _recall_plan(module, q, k, cu, config)
-        cu_t = None if len(cu) == 2 else torch.tensor(cu, dtype=torch.int32)
         out = hf._run_prefill(module, q, k, v, cu_t, args, config, scaling)
     else:
         out = _mask_attend(module, q, k, v, cu, scaling)
-    if index is None:
-        return out.view(batch, q_len, heads, dim), None
-    full = q.new_zeros(batch * q_len, heads, dim)
-    full.index_copy_(0, index, out)
-    return full.view(batch, q_len, heads, dim), None
+    return hf._unpack(out, index, batch, q_len), None
 
 
 def _dense(module, query, key, value, valid, sdpa_args):
@@ -118,25 +114,6 @@ def _dense(module, query, key, value, valid, sdpa_args):
                         is_causal=is_causal, **kwargs)
         out[i, s0:] = o[0]
     return out, None
-
-
-def _pack(query, key, value, valid):
-    """Packed q [T, H, D], k, v [T, Hkv, D] of the valid tokens, cu_seqlens (list) and the index of
-    the valid tokens in the padded layout (None when nothing is padded)."""
-    batch, heads, seq, dim = query.shape
-    kv_heads = key.shape[1]
-    q = query.transpose(1, 2).reshape(batch * seq, heads, dim)
-    k = key.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
-    v = None if value is None else value.transpose(1, 2).reshape(batch * seq, kv_heads, dim)
-    if valid is None:
-        return q.contiguous(), k.contiguous(), None if v is None else v.contiguous(), \
-            [i * seq for i in range(batch + 1)], None
-    index = valid.reshape(-1).nonzero().squeeze(1)
-    cu = [0]
-    for n in valid.sum(dim=1).tolist():
-        cu.append(cu[-1] + int(n))
-    pick = (lambda t: None if t is None else t.index_select(0, index).contiguous())
-    return pick(q), pick(k), pick(v), cu, index
 
 
 @functools.lru_cache(maxsize=64)
