@@ -1,6 +1,5 @@
 #!/usr/bin/env python3
-"""bench/gpu/ncu_cases.py (not profile.py: bench/gpu is first on sys.path of its scripts, and a
-profile.py there shadows the standard library module that cProfile and torch._dynamo import): one call of each case whose target bench_cuda.py reports as missed, for a
+"""bench/gpu/ncu_cases.py: one call of each case whose target bench_cuda.py reports as missed, for a
 hardware-counter profiler to attach to (bench/gpu/profile.sh runs it under Nsight Compute).
 
   python3 bench/gpu/ncu_cases.py --lib build-gpu/libproxyattn_capi.so --case dense64
@@ -11,6 +10,8 @@ Cases (bf16, causal, one sequence):
   plan16k      the plan alone (stages 1-6) at gamma 0.95, g = 1, 32/8/128 at 16K
 Each case runs once after one warm-up call, so a profiler that skips the first launches of a kernel
 sees the steady state; --reps repeats the timed call.
+Not named profile.py: bench/gpu is first on the import path of its scripts, and a profile.py there
+would shadow the standard library module that cProfile (and so torch._dynamo) imports.
 """
 import argparse
 import ctypes
@@ -27,7 +28,8 @@ CASES = {"dense64": (32, 8, 64, 32768), "dense128": (32, 8, 128, 32768),
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lib", required=True)
     ap.add_argument("--case", required=True, choices=sorted(CASES))
     ap.add_argument("--reps", type=int, default=1)
@@ -65,7 +67,8 @@ def main():
         call()
     end.record()
     torch.cuda.synchronize()
-    print(f"{args.case}: {H}/{HKV}/{D} N={N}: {start.elapsed_time(end) / args.reps:.3f} ms per call "
+    ms = start.elapsed_time(end) / args.reps
+    print(f"{args.case}: {H}/{HKV}/{D} N={N}: {ms:.3f} ms per call "
           f"(event-timed, {args.reps} reps)", flush=True)
 
 
