@@ -112,6 +112,31 @@ TEST_F(Validation, ValidCallWritesOut) {
   EXPECT_FALSE(untouched(out_buf_));
 }
 
+TEST_F(Validation, EmptyOperandsHaveNoLayoutToCheck) {
+  // Zero tokens: no element is addressed, so any strides are accepted (NumPy 2 exports zero-size
+  // arrays with zero strides), and dense, plan and prefill succeed without writing anything.
+  const std::int32_t cu[] = {0, 0};
+  const CuSeqlens none{cu, 2};
+  auto empty = [](TensorView t) {
+    t.shape[0] = 0;
+    for (int d = 0; d < t.rank; ++d) t.strides[d] = 0;
+    return t;
+  };
+  TensorView q = empty(q_), k = empty(k_), v = empty(v_), out = empty(out_);
+  TensorView lse = lse_;
+  lse.shape[1] = 0;
+  lse.strides[0] = lse.strides[1] = 0;
+  std::memset(out_buf_.data(), kSentinel, out_buf_.size());
+  EXPECT_NO_THROW(dense(q, k, v, none, out, &lse, 0.0f, Runtime{2}));
+  EXPECT_NO_THROW(prefill(q, k, v, none, config_, ws_.workspace(), out, &lse, Runtime{2}));
+  EXPECT_TRUE(untouched(out_buf_));
+  // A non-empty operand still needs its layout.
+  TensorView bad = q_;
+  bad.strides[2] = 0;
+  expect_rejected([&] { dense(bad, k_, v_, seqlens(), out_, &lse_, 0.0f, Runtime{2}); },
+                  "q.strides[2]");
+}
+
 TEST_F(Validation, UnsupportedDtype) {
   q_.dtype = k_.dtype = v_.dtype = out_.dtype = DType::kFloat16;  // fp16 has no CPU path
   expect_rejected([&] { run_prefill(); }, "q.dtype");
