@@ -33,6 +33,7 @@ over the ranks (an all_reduce on every rank). shard_settings() is the per-rank r
 import collections
 import warnings
 import weakref
+from typing import Any, Callable, NamedTuple
 
 from .config import FIELDS, Config, config_text, resolve_config
 
@@ -43,10 +44,19 @@ __all__ = ["register", "attention_forward", "layer_settings", "clear_cache", "sh
 EXTRA_KEYS = ("layers", "dense_layers", "dense")
 
 _defaults = {}  # registered name -> register() kwargs
-_cache = {}  # (name, id(module)) -> (module ref, config entry, dense, Config, the op's config args)
+_cache = {}  # (name, id(module)) -> _Resolved
 _warned = set()
 _cu_cache = {}
 _sdpa = None
+
+
+class _Resolved(NamedTuple):
+    """One attention module's resolved settings, as _settings caches them."""
+    module: Callable  # weak reference to the module
+    entry: Any  # the config entry they were resolved from (held: identity is the cache key)
+    dense: bool
+    config: Config  # per rank under TP
+    args: tuple  # the op's config arguments
 
 
 def _as_dict(entry):
@@ -115,12 +125,12 @@ def _settings(name, module, num_qo_heads=None, num_kv_heads=None):
     cached = _cache.get((name, id(module)))
     # ids are reused once an object dies: the entry must be the very module (a weak reference) and
     # the very config entry (held) that the settings were resolved for.
-    if cached is not None and cached[0]() is module and cached[1] is entry:
-        return cached[2:]
+    if cached is not None and cached.module() is module and cached.entry is entry:
+        return cached.dense, cached.config, cached.args
     dense, config = layer_settings(getattr(module, "layer_idx", None), _defaults.get(name), entry)
     config = _local_config(module, config, num_qo_heads, num_kv_heads)  # per rank under TP
     args = (config_text(config.key()),)  # torch_ops.config_args(config)
-    _cache[(name, id(module))] = (_ref(module), entry, dense, config, args)
+    _cache[(name, id(module))] = _Resolved(_ref(module), entry, dense, config, args)
     return dense, config, args
 
 

@@ -163,8 +163,7 @@ def main():
                 failures.append(f"unexpected message: {e}")
     else:
         tp_logits, tp_summary, tp_text, tp_warn, tp_seen = run_model(model, ids, hf, tok)
-        proxies = sorted({entry[2].num_proxy_heads for entry in hf._cache.values()
-                          if not entry[1]})
+        proxies = sorted({r.config.num_proxy_heads for r in hf._cache.values() if not r.dense})
         result.update(tp_seen=tp_seen, proxies_per_rank=proxies)
         if tp_seen != [world]:
             failures.append(f"attention calls saw TP degrees {tp_seen}, expected [{world}]")
