@@ -159,3 +159,81 @@ def test_ablations_png(tmp_path):
                               panels=[(data["cells"], "niah_multivalue", 32768),
                                       (other["cells"][:2], "niah_multivalue", 16384)])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _write(tmp_path, stem, data, rows):
+    jp = tmp_path / f"{stem}.json"
+    jp.write_text(json.dumps(data))
+    args = [str(jp)]
+    if rows is not None:
+        op = tmp_path / f"{stem}.jsonl"
+        op.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+        args.append(str(op))
+    return args
+
+
+def test_a_run_continued_over_invocations_is_pooled(tmp_path):
+    """The first invocation stopped after the reference; the second reran dense and the reference
+    (identical results, other timings) and added the matched baseline: the comparison pairs the
+    pooled cells, each cell appears once, and the duplicates are checked."""
+    data, rows = fake_run(32768)
+    first = {"meta": data["meta"], "cells": data["cells"][:2]}
+    first_rows = [r for r in rows if r["method"] != MATCHED]
+    second = json.loads(json.dumps(data))
+    for c in second["cells"]:
+        c["seconds"] = 99.0
+    out = tmp_path / "merged.json"
+    args = ["--run", "study"] + _write(tmp_path, "a", first, first_rows)
+    args += ["--run", "study"] + _write(tmp_path, "b", second, rows)
+    assert merge.main(args + ["--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    assert [c["method"] for c in m["cells"]] == ["dense", REF, MATCHED]
+    assert len(m["comparisons"]) == 1 and m["comparisons"][0]["n"] == 40
+    assert [r["comparisons"] for r in m["meta"]["runs"]] == [0, 1]
+    # a continuation of another run name is not pooled: no reference there, no comparison
+    args2 = ["--run", "study"] + _write(tmp_path, "a", first, first_rows)
+    args2 += ["--run", "other"] + _write(tmp_path, "c", {"meta": data["meta"],
+                                                         "cells": data["cells"][2:]}, rows)
+    assert merge.main(args2 + ["--json", str(out)]) == 0
+    assert json.loads(out.read_text())["comparisons"] == []
+
+
+def test_continued_invocations_must_agree(tmp_path):
+    data, rows = fake_run(32768)
+    other = json.loads(json.dumps(data))
+    other["cells"][1]["density"] = 0.61
+    with pytest.raises(ValueError, match="disagree on the cell"):
+        merge.merge([("study", data, None), ("study", other, None)])
+    good = {}
+    for r in rows:
+        good.setdefault((r["task"], r["length"], r["method"]), {})[r["seed"]] = r["correct"]
+    flipped = {k: dict(v) for k, v in good.items()}
+    flipped[("niah_multivalue", 32768, REF)][1005] ^= True
+    bare = {"meta": data["meta"], "cells": []}  # outputs only: nothing to check them against
+    with pytest.raises(ValueError, match="disagree on prompt 1005"):
+        merge.merge([("study", data, good), ("study", bare, flipped)])
+
+
+def test_compare_every_method_with_a_reference(tmp_path):
+    """--compare RUN=SPEC pairs every other non-dense method of RUN with SPEC (each knob of an
+    ablation against its base); other runs are untouched."""
+    data, rows = fake_run(32768)
+    out = tmp_path / "merged.json"
+    args = ["--run", "ablations"] + _write(tmp_path, "a", data, rows)
+    args += ["--run", "study"] + _write(tmp_path, "b", data, rows)
+    assert merge.main(args + ["--compare", "ablations=" + REF, "--json", str(out)]) == 0
+    m = json.loads(out.read_text())
+    # ablations: MATCHED against REF, once (its matched reference is REF too); study: the matched
+    assert [(c["run"], c["reference"], c["method"]) for c in m["comparisons"]] == [
+        ("ablations", REF, MATCHED), ("study", REF, MATCHED)]
+    data2 = json.loads(json.dumps(data))
+    data2["cells"][2]["method"] = "proxyattn:gamma=0.9,stride=1"
+    rows2 = [dict(r, method="proxyattn:gamma=0.9,stride=1") if r["method"] == MATCHED else r
+             for r in rows]
+    args = ["--run", "ablations"] + _write(tmp_path, "c", data2, rows2)
+    assert merge.main(args + ["--compare", "ablations=" + REF, "--json", str(out)]) == 0
+    c = json.loads(out.read_text())["comparisons"]
+    assert [(x["reference"], x["method"], x["ref_only"], x["other_only"]) for x in c] == [
+        (REF, "proxyattn:gamma=0.9,stride=1", 5, 1)]
+    with pytest.raises(SystemExit):
+        merge.parse_args(["--run", "a", "b.json", "--json", "x", "--compare", "ablations"])

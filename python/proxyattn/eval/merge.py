@@ -8,11 +8,19 @@
 Each --run is NAME JSON [OUTPUTS]: an evaluator JSON (--json) and, optionally, its per-prompt
 outputs (--outputs, .gz read as gzip). The merged file holds every cell with a `run` field, the
 runs' metadata, and a `comparisons` list: for every matched-density cell (method
-`SPEC:density=match:REF`), the exact McNemar test of REF against SPEC on the same prompts.
+`SPEC:density=match:REF`), the exact McNemar test of REF against SPEC on the same prompts, and
+with `--compare RUN=REF` every other non-dense method of RUN against REF (an ablation's knobs
+against its base).
 
 A run given without outputs keeps its cells as the evaluator wrote them (their lost/won against
 dense and p-values are the evaluator's own, computed on the prompts when it ran) and adds no
 comparisons; its entry in meta.runs says `"outputs": false`.
+
+Several --run with the same NAME are one run continued over several evaluator invocations (one
+stopped by a time limit, another finishing its cells): their cells and outputs are pooled, and the
+comparisons use the pool. A cell two invocations both hold must be the same result (every field but
+the timings), and so must its per-prompt outcomes: the evaluator is deterministic for a given model,
+prompts and software, so a difference means the invocations did not measure the same thing.
 """
 import argparse
 import gzip
@@ -95,12 +103,15 @@ def check_against_dense(cells, outputs):
                              f"{c['n']}/{c.get('lost')}/{c.get('won')}")
 
 
-def comparisons(run, cells, outputs):
-    """The paired comparisons of one run: each matched-density cell against its reference."""
+def comparisons(run, cells, outputs, reference=None):
+    """The paired comparisons of one run: each matched-density cell against its reference, and,
+    given `reference` (a method spec), every other non-dense cell against that method."""
     by_key = {(c["task"], c["length"], c["method"]): c for c in cells}
     out = []
     for c in cells:
         ref = matched_reference(c["method"])
+        if ref is None and reference is not None and c["method"] not in ("dense", reference):
+            ref = reference
         if ref is None:
             continue
         rkey = (c["task"], c["length"], ref)
@@ -123,12 +134,41 @@ def _holds(cells):
     return h
 
 
-def merge(runs, note=None):
-    """runs: [(name, evaluator JSON dict, outputs dict or None)]. Returns the merged dict."""
+TIMING_FIELDS = ("seconds", "calibration_seconds")
+
+
+def _result(cell):
+    """A cell's result: every field but the timings, as canonical JSON (NaN-safe equality)."""
+    return json.dumps({k: v for k, v in cell.items() if k not in TIMING_FIELDS}, sort_keys=True)
+
+
+def _pool(name, pool, cells, outputs):
+    """Adds one invocation's cells and outputs to its run's pool; returns the keys it added."""
+    added = []
+    for c in cells:
+        key = (c["task"], c["length"], c["method"])
+        held = pool["cells"].get(key)
+        if held is None:
+            pool["cells"][key] = c
+            added.append(key)
+        elif _result(held) != _result(c):
+            raise ValueError(f"run {name!r}: two invocations disagree on the cell {key}")
+    for key, per_seed in (outputs or {}).items():
+        held = pool["outputs"].setdefault(key, {})
+        for seed, ok in per_seed.items():
+            if held.get(seed, ok) != ok:
+                raise ValueError(f"run {name!r}: two invocations disagree on prompt {seed} of "
+                                 f"the cell {key}")
+            held[seed] = ok
+    return added
+
+
+def merge(runs, note=None, references=None):
+    """runs: [(name, evaluator JSON dict, outputs dict or None)]; references: {run name: method
+    spec} whose every other method is compared with that one. Returns the merged dict."""
     if not runs:
         raise ValueError("merge needs at least one run")
-    cells, comps, run_meta = [], [], []
-    shared = {}
+    run_meta, shared, pools, first_holder = [], {}, {}, {}
     for name, data, outputs in runs:
         meta = data.get("meta", {})
         for k in SHARED_META:
@@ -143,18 +183,23 @@ def merge(runs, note=None):
         rm["cells"] = len(data["cells"])
         rm["holds"] = _holds(data["cells"])
         rm["outputs"] = outputs is not None
-        run_meta.append(rm)
-        for c in data["cells"]:
-            cells.append({"run": name, **c})
-        if outputs is not None:
-            check_against_dense(data["cells"], outputs)
-            run_comps = comparisons(name, data["cells"], outputs)
-            rm["comparisons"] = len(run_comps)
-            comps.extend(run_comps)
-        else:
-            rm["comparisons"] = 0
+        rm["comparisons"] = 0
+        if outputs is None:
             rm["outputs_note"] = ("per-prompt outputs not kept: lost/won and p_value are the "
                                   "evaluator's own; no paired comparisons")
+        else:
+            check_against_dense(data["cells"], outputs)
+        run_meta.append(rm)
+        pool = pools.setdefault(name, {"cells": {}, "outputs": {}})
+        for key in _pool(name, pool, data["cells"], outputs):
+            first_holder[(name, key)] = rm
+    cells, comps = [], []
+    for name, pool in pools.items():
+        cells.extend({"run": name, **c} for c in pool["cells"].values())
+        for comp in comparisons(name, list(pool["cells"].values()), pool["outputs"],
+                                (references or {}).get(name)):
+            first_holder[(name, (comp["task"], comp["length"], comp["method"]))]["comparisons"] += 1
+            comps.append(comp)
     meta = dict(shared)
     meta["runs"] = run_meta
     if note:
@@ -264,6 +309,10 @@ def parse_args(argv=None):
     ap.add_argument("--note", default=None, help="a note stored in meta")
     ap.add_argument("--png", default=None,
                     help="accuracy against density of the runs named 'study'")
+    ap.add_argument("--compare", action="append", default=[], metavar="RUN=SPEC",
+                    help="also compare every other method of run RUN with method SPEC on the "
+                         "same prompts (e.g. ablations=proxyattn:gamma=0.9: each knob against "
+                         "the base); repeat per run")
     ap.add_argument("--png-ablations", default=None,
                     help="ablations, one row of panels per --ablation-cell")
     ap.add_argument("--ablation-cell", action="append", default=None,
@@ -273,6 +322,12 @@ def parse_args(argv=None):
     for r in args.run:
         if len(r) not in (2, 3):
             ap.error("--run takes NAME JSON [OUTPUTS]")
+    args.references = {}
+    for spec in args.compare:
+        run, eq, method = spec.partition("=")
+        if not eq or not run or not method:
+            ap.error(f"--compare {spec!r}: expected RUN=SPEC")
+        args.references[run] = method
     return args
 
 
@@ -280,7 +335,7 @@ def main(argv=None):
     args = parse_args(argv)
     runs = [(r[0], load_json(r[1]), load_outputs(r[2]) if len(r) == 3 else None)
             for r in args.run]
-    merged = merge(runs, note=args.note)
+    merged = merge(runs, note=args.note, references=args.references)
     with open(args.json, "w") as f:
         json.dump(report._clean(merged), f, indent=1)  # NaN becomes null
         f.write("\n")
