@@ -4,7 +4,9 @@
 # files and the per-head budgets at the new length. Runs from the repo root and needs
 # data/build/train-varied.txt.gz and data/build/heldout.txt (scripts/make_corpus.sh):
 #   SECS=300 DEST=/tmp/out bash train/extend_context.sh
-# The release models/pa-tiny-32k was made with the defaults below (see its model card).
+# The release models/pa-tiny-32k is two runs (its model card): the defaults below, then from that
+# run's DEST: INIT=/tmp/run1 SECS=380 LR=3e-4 CURRIC='0:32768/32768/16384'
+#   MIX='niah_multikey=0.45,niah_single=0.05,niah_multivalue=0.15,vt=0.05,cwe=0.05,lm=0.25'.
 # Outputs in DEST: model.safetensors, config.json, tokenizer files, results.tgz (logs, budgets).
 set -uo pipefail
 export PYTHONUNBUFFERED=1

@@ -9,7 +9,8 @@
 # TASKS [niah_single,niah_multikey,niah_multivalue], DEFAULTS [block_size=64,min_budget_tokens=256]
 # (the Config every ProxyAttn-based method starts from), NAME [fidelity] (output file stem),
 # TIME_LIMIT_S [0: none] (stops the evaluator; every finished cell is already in the JSON),
-# EVAL_ARGS (more arguments for the evaluator).
+# EVAL_ARGS (more arguments for the evaluator; they win over the ones here). Attention recall is
+# measured on the first prompt of each cell, matched densities are calibrated on the first 16.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
@@ -25,7 +26,7 @@ limit=()
 PYTHONUNBUFFERED=1 "${limit[@]}" python3 -m proxyattn.eval --model "$MODEL" \
   --tokenizer "$MODEL/tokenizer.model" --defaults "${DEFAULTS:-block_size=64,min_budget_tokens=256}" \
   --tasks "${TASKS:-niah_single,niah_multikey,niah_multivalue}" --lengths "${LENGTHS:-32768,16384,8192}" \
-  --n "${N:-500}" --preset "${PRESET:-study}" --batch-tokens 1048576 \
+  --n "${N:-500}" --preset "${PRESET:-study}" --batch-tokens 1048576 --recall-prompts 1 --calib-prompts 16 \
   --json "$out/$NAME.json" --png "$out/$NAME.png" --outputs "$out/$NAME-outputs.jsonl" ${EVAL_ARGS:-}
 status=$?
 echo "fidelity.sh: evaluator exit status $status"
