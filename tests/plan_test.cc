@@ -460,6 +460,36 @@ TEST(Plan, ForcedDensityConforms) {
   }
 }
 
+TEST(Plan, ExactLastBlockRanksMassesBelowFloatRange) {
+  // Under `exact` the last block ranks key blocks by a_h. Here blocks 1-3 carry masses of about
+  // e^-300, e^-200 and e^-250 (below the smallest float), and the 3-block minimum budget cuts
+  // among them: the plan must keep block 2, the largest of the three, as the reference does.
+  const std::int64_t b = 64, nb = 5, n = nb * b, d = 8;
+  const float logit[nb] = {0.0f, -300.0f, -200.0f, -250.0f, 0.0f};  // per key block
+  std::vector<float> q(n * d, 0.0f), k(n * d, 0.0f), v(n * d, 0.0f);
+  for (std::int64_t t = 0; t < n; ++t) {
+    q[t * d] = 1.0f;
+    k[t * d] = logit[t / b];
+    v[t * d + 1] = static_cast<float>(t % 7);
+  }
+  const Workload w = testing::workload_from_tensors(DType::kFloat32, n, 1, 1, d, q.data(),
+                                                    k.data(), v.data(), {0, static_cast<int>(n)});
+  Config c = small_config(b);
+  c.gamma = 0.5;
+  c.min_budget_tokens = 3 * b;
+  c.scale = 1.0f;
+  c.last_block_selection = LastBlockSelection::kExact;
+  expect_conforms(w, c);
+  Buffer ws(workspace_size(w.shape(), c));
+  const Plan p = plan(w.q_view(), w.k_view(), w.seqlens(), c, ws.workspace());
+  const BlockIndex* last = p.row_order(0, 0, nb - 1);
+  ASSERT_EQ(p.counts[p.layout.head_index(0, 0, nb - 1)], 3);
+  std::vector<std::int64_t> kept(last, last + 3);
+  std::sort(kept.begin(), kept.end());
+  EXPECT_EQ(kept, (std::vector<std::int64_t>{0, 2, 4}));
+  EXPECT_EQ(std::vector<std::int64_t>(last + 3, last + nb), (std::vector<std::int64_t>{3, 1}));
+}
+
 TEST(Plan, NoForcedBlocksConforms) {
   const Workload w = make({700}, 4, 1, DType::kFloat32, WorkloadKind::kStructured, 29);
   Config c = small_config(128);

@@ -122,8 +122,10 @@ void budgets(const Problem& p, const Config& c, const Sequence& s, float* mass,
     const std::vector<double> a = stats != nullptr
                                       ? last_rows_mass_simd(p, s, b, h, kv, stats, pairs)
                                       : last_rows_mass_scalar(p, s, b, h, kv);
-    float* a_h = mass + h * nb;
-    for (std::int64_t n = 0; n < nb; ++n) a_h[n] = static_cast<float>(a[n]);
+    // Stage 6 ranks the last block by a_h; log(a_h) keeps that order where a_h is below the
+    // float range (a peaked row's far blocks), which a_h cast to float would flatten into ties.
+    float* log_a_h = mass + h * nb;  // [nb]
+    for (std::int64_t n = 0; n < nb; ++n) log_a_h[n] = static_cast<float>(std::log(a[n]));
     // n_h (stage 5's cut) over a_h sorted descending, NaN first so the cut sees it.
     std::vector<double> sorted(a);
     std::sort(sorted.begin(), sorted.end(), rules::nan_first_descending);

@@ -37,7 +37,7 @@ void select(const Config& c, const Sequence& s, const float* block_scores, const
     const std::int64_t m = nb - 1;
     BlockIndex* last = plan.last_order + l.head_index(i, h, 0);
     if (c.last_block_selection == LastBlockSelection::kExact) {
-      const float* a = mass + h * nb;
+      const float* a = mass + h * nb;  // log(a_h): the order of a_h, without float underflow
       std::iota(last, last + nb, BlockIndex{0});
       std::sort(last, last + nb, [&](BlockIndex x, BlockIndex y) {
         return rules::ranks_before(rules::is_forced(m, x, c.keep_sink, c.keep_diagonal), a[x], x,

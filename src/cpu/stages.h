@@ -29,7 +29,8 @@ void pool_proxy(const Problem& p, const Config& c, const Sequence& s, float* pro
 void block_scores_stage(const Problem& p, const Config& c, const Sequence& s, const float* proxy_q,
                   const float* proxy_k, float* block_scores, int threads);
 
-/// \brief Stage 5: a_h (into mass, [H, nb] for this sequence) and the clamped budgets n_h.
+/// \brief Stage 5: log(a_h) (into mass, [H, nb] for this sequence; -inf where a_h is 0) and the
+/// clamped budgets n_h.
 void budgets(const Problem& p, const Config& c, const Sequence& s, float* mass,
              std::int32_t* budgets, int threads);
 
