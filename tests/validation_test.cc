@@ -462,3 +462,60 @@ TEST_F(Validation, AttendRejectsAPlanWithABlockOutOfRange) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// A ProblemShape given directly (workspace_size, plan_from_block_mask) is validated as the one
+// problem_shape() derives from tensors: no std::length_error, no size from decreasing offsets.
+TEST(ShapeValidation, WorkspaceSizeRejectsMalformedShapes) {
+  ProblemShape good;
+  good.total_tokens = 300;
+  good.num_qo_heads = 4;
+  good.num_kv_heads = 2;
+  good.head_dim = 64;
+  good.cu_seqlens = {0, 100, 300};
+  Config config;
+  config.block_size = 64;
+  config.min_budget_tokens = 0;
+  config.dense_below_tokens = 0;
+  ASSERT_NO_THROW(workspace_size(good, config));
+  const std::vector<std::pair<std::function<void(ProblemShape&)>, std::string>> edits = {
+      {[](ProblemShape& s) { s.cu_seqlens.clear(); }, "cu_seqlens"},
+      {[](ProblemShape& s) { s.cu_seqlens = {0}; }, "cu_seqlens"},
+      {[](ProblemShape& s) { s.cu_seqlens = {0, 300, 100, 300}; }, "cu_seqlens"},
+      {[](ProblemShape& s) { s.cu_seqlens = {0, 100, 200}; }, "cu_seqlens"},
+      {[](ProblemShape& s) { s.cu_seqlens = {5, 100, 300}; }, "cu_seqlens"},
+      {[](ProblemShape& s) { s.total_tokens = -1; }, "total_tokens"},
+      {[](ProblemShape& s) { s.num_kv_heads = 0; }, "num_kv_heads"},
+      {[](ProblemShape& s) { s.num_qo_heads = -4; }, "num_qo_heads"},
+      {[](ProblemShape& s) { s.num_qo_heads = 3; }, "num_qo_heads"},
+      {[](ProblemShape& s) { s.head_dim = -64; }, "head_dim"},
+  };
+  Buffer ws(1 << 20);
+  const std::vector<std::uint8_t> mask(1 << 16, 1);
+  for (std::size_t e = 0; e < edits.size(); ++e) {
+    SCOPED_TRACE("edit " + std::to_string(e));
+    ProblemShape s = good;
+    edits[e].first(s);
+    for (int entry = 0; entry < 2; ++entry) {
+      try {
+        if (entry == 0) {
+          workspace_size(s, config);
+        } else {
+          plan_from_block_mask(s, 64, 1, mask.data(), ws.workspace());
+        }
+        ADD_FAILURE() << "accepted";
+      } catch (const Error& err) {
+        const std::string msg = err.what();
+        EXPECT_NE(msg.find(edits[e].second), std::string::npos) << msg;
+        EXPECT_NE(msg.find("expected"), std::string::npos) << msg;
+      } catch (const std::exception& err) {
+        ADD_FAILURE() << "threw a non-proxyattn exception: " << err.what();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace proxyattn

@@ -167,7 +167,24 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
   return p;
 }
 
+void check_problem_shape(const ProblemShape& shape) {
+  PROXYATTN_CHECK(shape.num_kv_heads >= 1 && shape.num_qo_heads >= 1, "shape.num_qo_heads = ",
+                  shape.num_qo_heads, ", shape.num_kv_heads = ", shape.num_kv_heads,
+                  ", expected >= 1");
+  PROXYATTN_CHECK(shape.num_qo_heads % shape.num_kv_heads == 0, "shape.num_qo_heads = ",
+                  shape.num_qo_heads, ", expected a multiple of shape.num_kv_heads = ",
+                  shape.num_kv_heads);
+  PROXYATTN_CHECK(shape.head_dim >= 0, "shape.head_dim = ", shape.head_dim, ", expected >= 0");
+  // An empty vector would read as "one sequence" in a CuSeqlens span; a shape spells it out.
+  PROXYATTN_CHECK(shape.cu_seqlens.size() >= 2, "shape.cu_seqlens.size = ",
+                  shape.cu_seqlens.size(), ", expected batch + 1 >= 2");
+  validate_cu_seqlens(CuSeqlens{shape.cu_seqlens.data(),
+                                static_cast<std::int64_t>(shape.cu_seqlens.size())},
+                      shape.total_tokens);
+}
+
 void check_config_fits(const Config& config, const ProblemShape& shape) {
+  check_problem_shape(shape);
   config.validate();
   PROXYATTN_CHECK(shape.num_kv_heads % config.num_proxy_heads == 0, "config.num_proxy_heads = ",
                   config.num_proxy_heads, ", expected a divisor of num_kv_heads = ",

@@ -15,6 +15,10 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
                      const TensorView* out, const TensorView* lse, CuSeqlens cu_seqlens,
                      float scale);
 
+/// \brief Checks a ProblemShape given directly (workspace_size(), plan_from_block_mask()): heads
+/// >= 1 and a multiple, head_dim >= 0 and cu_seqlens as validate_cu_seqlens() wants it.
+void check_problem_shape(const ProblemShape& shape);
+
 /// \brief Checks that config fits the problem: num_kv_heads % g and the int16 block index range.
 void check_config_fits(const Config& config, const ProblemShape& shape);
 
