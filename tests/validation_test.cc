@@ -517,5 +517,50 @@ TEST(ShapeValidation, WorkspaceSizeRejectsMalformedShapes) {
   }
 }
 
+// Sizes whose workspace needs more than 64 bits are an error, never a wrapped (small) size that a
+// small buffer would then pass.
+TEST(ShapeValidation, WorkspaceSizeOverflowIsAnError) {
+  Config config;
+  config.block_size = 64;
+  config.min_budget_tokens = 0;
+  config.dense_below_tokens = 0;
+  ProblemShape s;
+  s.total_tokens = 32767 * 64;  // kMaxBlocks blocks
+  s.cu_seqlens = {0, static_cast<std::int32_t>(s.total_tokens)};
+  s.num_qo_heads = s.num_kv_heads = std::int64_t{1} << 50;  // heads x blocks overflows
+  s.head_dim = 64;
+  EXPECT_THROW(workspace_size(s, config), Error);
+  s.num_qo_heads = s.num_kv_heads = 8;
+  s.head_dim = std::int64_t{1} << 50;  // proxy rows x head_dim x 4 bytes overflows
+  EXPECT_THROW(workspace_size(s, config), Error);
+  config.num_proxy_heads = 8;
+  s.head_dim = std::int64_t{1} << 40;
+  EXPECT_THROW(workspace_size(s, config), Error);
+}
+
+// Strides or sizes whose extent leaves int64 are rejected: kernel offsets would wrap. A product
+// of sizes that wraps to 0 does not pass for an empty (layout-free) operand.
+TEST(ShapeValidation, OperandExtentOverflowIsAnError) {
+  std::vector<float> data(4096);
+  TensorView q = TensorView::contiguous(data.data(), DType::kFloat32, {4, 2, 64});
+  TensorView k = q;
+  EXPECT_NO_THROW(problem_shape(q, k, {}));
+  TensorView far = q;
+  far.strides[0] = std::int64_t{1} << 62;  // 3 x 2^62 elements
+  EXPECT_THROW(problem_shape(far, k, {}), Error);
+  EXPECT_THROW(problem_shape(q, far, {}), Error);
+  TensorView wraps = q;
+  wraps.shape[1] = std::int64_t{1} << 32;
+  wraps.shape[2] = std::int64_t{1} << 32;  // 4 x 2^64 elements: the count wraps to 0
+  wraps.strides[2] = 7;
+  EXPECT_THROW(problem_shape(wraps, wraps, {}), Error);
+  EXPECT_THROW(wraps.numel(), Error);
+  // A view of more bytes than a buffer holds, by a count that wraps, is refused.
+  Buffer small(64);
+  EXPECT_THROW(small.view(DType::kFloat32, {std::int64_t{1} << 62, 4}), Error);
+  EXPECT_THROW(small.view(DType::kFloat32, {-2, -2}), Error);
+  EXPECT_NO_THROW(small.view(DType::kFloat32, {4, 4}));
+}
+
 }  // namespace
 }  // namespace proxyattn

@@ -85,9 +85,15 @@ void Buffer::release() noexcept {
 
 TensorView Buffer::view(DType dtype, std::initializer_list<std::int64_t> shape) const {
   TensorView v = TensorView::contiguous(data_, dtype, shape, device_, device_id_);
-  const std::size_t needed = static_cast<std::size_t>(v.numel()) * dtype_size(dtype);
-  PROXYATTN_CHECK(needed <= size_, "Buffer::view: shape ", v.shape_string(), " of ",
-                  to_string(dtype), " needs ", needed, " bytes, the buffer holds ", size_);
+  for (int d = 0; d < v.rank; ++d) {
+    PROXYATTN_CHECK(v.shape[d] >= 0, "Buffer::view: shape ", v.shape_string(),
+                    ", expected sizes >= 0");
+  }
+  std::size_t needed = 0;  // numel() throws when the element count overflows
+  PROXYATTN_CHECK(!__builtin_mul_overflow(static_cast<std::size_t>(v.numel()), dtype_size(dtype),
+                                          &needed) && needed <= size_,
+                  "Buffer::view: shape ", v.shape_string(), " of ", to_string(dtype),
+                  ", expected at most the buffer's ", size_, " bytes");
   return v;
 }
 

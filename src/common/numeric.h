@@ -5,9 +5,27 @@
 #include <cstdint>
 #include <cstring>
 
+#include "common/check.h"
 #include "proxyattn/types.h"
 
 namespace proxyattn {
+
+/// \brief a * b for sizes and offsets; throws Error naming `what` when it leaves int64 (a size
+/// that wraps would size a buffer smaller than what is then written into it).
+inline std::int64_t checked_mul(std::int64_t a, std::int64_t b, const char* what) {
+  std::int64_t r = 0;
+  PROXYATTN_CHECK(!__builtin_mul_overflow(a, b, &r), what, " = ", a, " x ", b,
+                  " overflows 64 bits, expected smaller sizes");
+  return r;
+}
+
+/// \brief a + b for sizes and offsets; throws Error naming `what` when it leaves int64.
+inline std::int64_t checked_add(std::int64_t a, std::int64_t b, const char* what) {
+  std::int64_t r = 0;
+  PROXYATTN_CHECK(!__builtin_add_overflow(a, b, &r), what, " = ", a, " + ", b,
+                  " overflows 64 bits, expected smaller sizes");
+  return r;
+}
 
 inline float bf16_to_float(std::uint16_t bits) {
   const std::uint32_t u = static_cast<std::uint32_t>(bits) << 16;

@@ -3,6 +3,7 @@
 #include <numeric>
 
 #include "common/check.h"
+#include "common/numeric.h"
 #include "common/validate.h"
 #include "common/workspace.h"
 #include "proxyattn/plan.h"
@@ -11,20 +12,16 @@ namespace proxyattn {
 
 namespace {
 
-constexpr std::size_t kAlign = 256;
-
-std::size_t align_up(std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
-
-// Appends an array of `bytes` to the layout and returns its offset.
-std::size_t take(std::size_t& cursor, std::size_t bytes) {
-  const std::size_t offset = cursor;
-  cursor = align_up(cursor + bytes);
-  return offset;
-}
+constexpr std::int64_t kAlign = 256;
 
 }  // namespace
 
 WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& config) {
+  // Every size is computed with overflow checks: heads, head_dim and groups are free int64s, and
+  // a size that wrapped would make a small workspace pass check_workspace().
+  static constexpr const char* kWhat = "workspace size";
+  auto mul = [](std::int64_t a, std::int64_t b) { return checked_mul(a, b, kWhat); };
+  auto add = [](std::int64_t a, std::int64_t b) { return checked_add(a, b, kWhat); };
   WorkspaceLayout l;
   l.batch = shape.batch();
   l.num_qo_heads = shape.num_qo_heads;
@@ -39,40 +36,46 @@ WorkspaceLayout make_workspace_layout(const ProblemShape& shape, const Config& c
   l.order_offset.assign(l.batch + 1, 0);
   l.head_offset.assign(l.batch + 1, 0);
   l.sample_offset.assign(l.batch + 1, 0);
+  std::int64_t partials = 0;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t n = shape.seq_len(i);
     const std::int64_t nb = (n + l.block_size - 1) / l.block_size;
     l.num_blocks[i] = nb;
     l.is_dense[i] = n <= config.dense_below() ? 1 : 0;
-    l.order_offset[i + 1] = l.order_offset[i] + l.num_proxy_heads * PlanLayout::tri(nb);
-    l.head_offset[i + 1] = l.head_offset[i] + l.num_qo_heads * nb;
+    l.order_offset[i + 1] = add(l.order_offset[i], mul(l.num_proxy_heads, PlanLayout::tri(nb)));
+    l.head_offset[i + 1] = add(l.head_offset[i], mul(l.num_qo_heads, nb));
     const std::int64_t samples = l.is_dense[i] ? 0 : (n + l.stride - 1) / l.stride;
     l.sample_offset[i + 1] = l.sample_offset[i] + samples;
+    if (!l.is_dense[i]) {
+      const std::int64_t rows = std::min<std::int64_t>(l.block_size, n);
+      partials = std::max(partials, mul(mul(l.num_qo_heads, nb), rows));
+    }
   }
-  const std::size_t orders = static_cast<std::size_t>(l.order_offset[l.batch]);
-  const std::size_t heads = static_cast<std::size_t>(l.head_offset[l.batch]);
-  const std::size_t per_seq_head = static_cast<std::size_t>(l.batch * l.num_qo_heads);
-  const std::size_t samples = static_cast<std::size_t>(l.sample_offset[l.batch]);
-  std::size_t cursor = 0;
-  l.group_order_bytes = take(cursor, orders * sizeof(BlockIndex));
-  l.last_order_bytes = take(cursor, heads * sizeof(BlockIndex));
-  l.counts_bytes = take(cursor, heads * sizeof(std::int32_t));
-  l.budgets_bytes = take(cursor, per_seq_head * sizeof(std::int32_t));
-  l.density_bytes = take(cursor, per_seq_head * sizeof(float));
-  l.flags_bytes = take(cursor, 4 * sizeof(std::int32_t));
-  l.block_scores_bytes = take(cursor, orders * sizeof(float));
-  l.mass_bytes = take(cursor, heads * sizeof(float));
-  const std::size_t proxy = samples * l.num_proxy_heads * l.head_dim * sizeof(float);
-  l.proxy_q_bytes = take(cursor, proxy);
-  l.proxy_k_bytes = take(cursor, proxy);
-  std::size_t partials = 0;
-  for (std::int64_t i = 0; i < l.batch; ++i) {
-    if (l.is_dense[i]) continue;
-    const std::int64_t rows = std::min<std::int64_t>(l.block_size, shape.seq_len(i));
-    partials = std::max(partials, static_cast<std::size_t>(l.num_qo_heads * l.num_blocks[i] * rows));
-  }
-  l.mass_partials_bytes = take(cursor, partials * 2 * sizeof(float));
-  l.total_bytes = cursor;
+  const std::int64_t orders = l.order_offset[l.batch];
+  const std::int64_t heads = l.head_offset[l.batch];
+  const std::int64_t per_seq_head = mul(l.batch, l.num_qo_heads);
+  const std::int64_t samples = l.sample_offset[l.batch];
+  // Appends an array of count elements of `size` bytes, 256-byte aligned; returns its offset.
+  std::int64_t cursor = 0;
+  auto take = [&](std::int64_t count, std::size_t size) {
+    const std::int64_t offset = cursor;
+    const std::int64_t end = add(cursor, mul(count, static_cast<std::int64_t>(size)));
+    cursor = mul(add(end, kAlign - 1) / kAlign, kAlign);
+    return static_cast<std::size_t>(offset);
+  };
+  l.group_order_bytes = take(orders, sizeof(BlockIndex));
+  l.last_order_bytes = take(heads, sizeof(BlockIndex));
+  l.counts_bytes = take(heads, sizeof(std::int32_t));
+  l.budgets_bytes = take(per_seq_head, sizeof(std::int32_t));
+  l.density_bytes = take(per_seq_head, sizeof(float));
+  l.flags_bytes = take(4, sizeof(std::int32_t));
+  l.block_scores_bytes = take(orders, sizeof(float));
+  l.mass_bytes = take(heads, sizeof(float));
+  const std::int64_t proxy = mul(mul(samples, l.num_proxy_heads), l.head_dim);
+  l.proxy_q_bytes = take(proxy, sizeof(float));
+  l.proxy_k_bytes = take(proxy, sizeof(float));
+  l.mass_partials_bytes = take(mul(partials, 2), sizeof(float));
+  l.total_bytes = static_cast<std::size_t>(cursor);
   return l;
 }
 

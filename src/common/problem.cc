@@ -51,7 +51,37 @@ bool head_dim_supported(std::int64_t head_dim, Device device) {
 
 namespace {
 
-// Checks one [tokens, heads, head_dim] operand and returns its (stride_n, stride_h).
+// Whether a view addresses no element (a zero in its shape). Not numel() == 0: the product of
+// hostile sizes can wrap to 0 and would skip every layout check.
+bool is_empty(const TensorView& t) {
+  for (int d = 0; d < t.rank; ++d) {
+    if (t.shape[d] == 0) return true;
+  }
+  return false;
+}
+
+// Bytes from a non-empty view's first element to the end of its last one, for sizes >= 1 and
+// strides >= 0; throws Error naming the view when that leaves int64 (offsets in the kernels are
+// int64 element counts and must not wrap).
+std::int64_t extent_bytes(const char* name, const TensorView& t) {
+  std::int64_t last = 0, elements = 1;
+  bool ok = true;
+  for (int d = 0; d < t.rank && ok; ++d) {
+    std::int64_t step = 0;
+    ok = !__builtin_mul_overflow(t.shape[d] - 1, t.strides[d], &step) &&
+         !__builtin_add_overflow(last, step, &last) &&
+         !__builtin_mul_overflow(elements, t.shape[d], &elements);
+  }
+  std::int64_t bytes = 0;
+  ok = ok && !__builtin_add_overflow(last, std::int64_t{1}, &last) &&
+       !__builtin_mul_overflow(last, static_cast<std::int64_t>(dtype_size(t.dtype)), &bytes);
+  PROXYATTN_CHECK(ok, name, ".shape = ", t.shape_string(), " with strides [", t.strides[0], ", ",
+                  t.strides[1], ", ", t.strides[2], "], expected sizes and strides whose extent "
+                  "and element count fit in 64 bits");
+  return bytes;
+}
+
+// Checks one [tokens, heads, head_dim] operand.
 void check_operand(const char* name, const TensorView& t, const TensorView& q) {
   PROXYATTN_CHECK(t.rank == 3, name, ".rank = ", t.rank, ", expected 3 ([tokens, heads, head_dim])");
   PROXYATTN_CHECK(t.dtype == q.dtype, name, ".dtype = ", to_string(t.dtype), ", expected q.dtype = ",
@@ -64,11 +94,12 @@ void check_operand(const char* name, const TensorView& t, const TensorView& q) {
   }
   // An empty operand addresses no element: its strides are whatever the producer wrote (NumPy 2
   // exports zero-size arrays with zero strides), so only a non-empty one has a layout to check.
-  if (t.numel() == 0) return;
+  if (is_empty(t)) return;
   PROXYATTN_CHECK(t.strides[2] == 1 || t.shape[2] <= 1, name, ".strides[2] = ", t.strides[2],
                   ", expected 1 (unit stride on head_dim)");
   PROXYATTN_CHECK(t.strides[0] >= 0 && t.strides[1] >= 0, name, ".strides = [", t.strides[0], ", ",
                   t.strides[1], ", ", t.strides[2], "], expected non-negative strides");
+  extent_bytes(name, t);
   const std::size_t esize = dtype_size(t.dtype);
   const std::size_t align = t.device == Device::kCUDA ? 16 : esize;
   PROXYATTN_CHECK(t.data != nullptr, name, ".data = nullptr, expected memory for ",
@@ -127,10 +158,11 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
                     to_string(lse->device), ", expected q.device = ", to_string(q.device));
     PROXYATTN_CHECK(lse->shape[0] == q.shape[1] && lse->shape[1] == q.shape[0], "lse.shape = ",
                     lse->shape_string(), ", expected [", q.shape[1], ", ", q.shape[0], "]");
-    if (lse->numel() > 0) {  // as for the operands: an empty lse has no layout
+    if (!is_empty(*lse)) {  // as for the operands: an empty lse has no layout
       PROXYATTN_CHECK(lse->strides[1] == 1 || lse->shape[1] <= 1, "lse.strides[1] = ",
                       lse->strides[1], ", expected 1");
       PROXYATTN_CHECK(lse->strides[0] >= 0, "lse.strides[0] = ", lse->strides[0], ", expected >= 0");
+      extent_bytes("lse", *lse);
       PROXYATTN_CHECK(lse->data != nullptr, "lse.data = nullptr, expected memory for ",
                       lse->shape_string());
       PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(lse->data) % 4 == 0, "lse.data = ",

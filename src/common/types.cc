@@ -56,7 +56,10 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
 
 std::int64_t TensorView::numel() const {
   std::int64_t n = 1;
-  for (int d = 0; d < rank; ++d) n *= shape[d];
+  for (int d = 0; d < rank; ++d) {
+    PROXYATTN_CHECK(!__builtin_mul_overflow(n, shape[d], &n), "TensorView.shape = ",
+                    shape_string(), ", expected an element count that fits in 64 bits");
+  }
   return n;
 }
 
