@@ -562,5 +562,44 @@ TEST(ShapeValidation, OperandExtentOverflowIsAnError) {
   EXPECT_NO_THROW(small.view(DType::kFloat32, {4, 4}));
 }
 
+// The layout of a plan sizes and indexes its arrays; one edited by hand or taken from another
+// problem is rejected before attention (or stats, to_dense, copies) index by it.
+TEST_F(Validation, AttendRejectsAPlanWithAnEditedLayout) {
+  const Plan good = plan(q_, k_, seqlens(), config_, ws_.workspace(), Runtime{2});
+  const std::vector<std::function<void(PlanLayout&)>> edits = {
+      [](PlanLayout& l) { l.block_size = 128; },                 // blocks of the wrong size
+      [](PlanLayout& l) { l.block_size = 0; },
+      [](PlanLayout& l) { l.num_blocks[0] += 1; },               // more blocks than tokens
+      [](PlanLayout& l) { l.num_blocks.pop_back(); },            // fewer sequences than batch
+      [](PlanLayout& l) { l.batch = 5; },
+      [](PlanLayout& l) { l.cu_seqlens = {0, 150, 300}; },       // tokens moved between sequences
+      [](PlanLayout& l) { l.head_offset[1] += 1; },
+      [](PlanLayout& l) { l.order_offset[2] -= 1; },
+      [](PlanLayout& l) { l.num_proxy_heads = 0; },
+      [](PlanLayout& l) { l.num_proxy_heads = 3; },              // does not divide 2 KV heads
+  };
+  for (std::size_t e = 0; e < edits.size(); ++e) {
+    SCOPED_TRACE("edit " + std::to_string(e));
+    Plan p = good;
+    edits[e](p.layout);
+    expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, Runtime{2}); }, "plan.layout");
+    EXPECT_THROW(p.stats(), Error);
+    EXPECT_THROW(p.to_dense(), Error);
+    EXPECT_THROW(copy_to_host(p), Error);
+  }
+  EXPECT_NO_THROW(attend(q_, k_, v_, good, out_, &lse_, Runtime{2}));
+}
+
+// A negative thread count is an error, not "all threads" (0 means all hardware threads).
+TEST_F(Validation, NegativeThreadCount) {
+  const Runtime bad{-1};
+  expect_rejected([&] { prefill(q_, k_, v_, seqlens(), config_, ws_.workspace(), out_, &lse_, bad); },
+                  "num_threads");
+  expect_rejected([&] { dense(q_, k_, v_, seqlens(), out_, &lse_, 0.0f, bad); }, "num_threads");
+  expect_rejected([&] { plan(q_, k_, seqlens(), config_, ws_.workspace(), bad); }, "num_threads");
+  const Plan p = plan(q_, k_, seqlens(), config_, ws_.workspace(), Runtime{2});
+  expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, bad); }, "num_threads");
+}
+
 }  // namespace
 }  // namespace proxyattn

@@ -11,6 +11,7 @@ namespace proxyattn {
 
 HostPlan copy_to_host(const Plan& plan) {
   const PlanLayout& l = plan.layout;
+  check_plan_layout(l);  // it sizes the copies
   HostPlan h;
   h.group_order.resize(l.order_offset[l.batch]);
   h.last_order.resize(l.head_offset[l.batch]);
@@ -44,6 +45,7 @@ HostPlan copy_to_host(const Plan& plan) {
 
 std::vector<std::uint8_t> Plan::to_dense() const {
   if (device == Device::kCUDA) return copy_to_host(*this).plan.to_dense();
+  validate_host_plan(*this);  // the layout sizes the mask, the counts and orders index it
   const PlanLayout& l = layout;
   std::size_t total = 0;
   for (std::int64_t i = 0; i < l.batch; ++i) {
@@ -84,6 +86,7 @@ void Plan::check_flags() const {
 Plan::Stats Plan::stats() const {
   if (device == Device::kCUDA) return copy_to_host(*this).plan.stats();
   const PlanLayout& l = layout;
+  check_plan_layout(l);
   Stats s;
   s.budgets.assign(budgets, budgets + l.batch * l.num_qo_heads);
   s.density.assign(density, density + l.batch * l.num_qo_heads);

@@ -67,6 +67,12 @@ void check_backend(const Problem& p) {
   }
 }
 
+// Runtime fields every entry checks before it runs.
+void check_runtime(const Runtime& runtime) {
+  PROXYATTN_CHECK(runtime.num_threads >= 0, "runtime.num_threads = ", runtime.num_threads,
+                  ", expected >= 0 (0 = all hardware threads)");
+}
+
 void check_plan_matches(const Plan& plan, const Problem& p) {
   // p was built from the plan's own cu_seqlens, so validation already tied them to q's tokens.
   const PlanLayout& l = plan.layout;
@@ -97,6 +103,7 @@ std::size_t workspace_size(const ProblemShape& shape, const Config& config) {
 
 Plan plan(const TensorView& q, const TensorView& k, CuSeqlens cu_seqlens, const Config& config,
           Workspace workspace, const Runtime& runtime) {
+  check_runtime(runtime);
   config.validate();
   const Problem p = make_problem(q, k, nullptr, nullptr, nullptr, cu_seqlens, config.scale);
   check_config_fits(config, p.shape);
@@ -115,6 +122,8 @@ Plan plan(const TensorView& q, const TensorView& k, CuSeqlens cu_seqlens, const 
 
 void attend(const TensorView& q, const TensorView& k, const TensorView& v, const Plan& plan,
             const TensorView& out, const TensorView* lse, const Runtime& runtime) {
+  check_runtime(runtime);
+  check_plan_layout(plan.layout);  // before anything indexes by it
   Problem p = make_problem(q, k, &v, &out, lse, CuSeqlens{plan.layout.cu_seqlens.data(),
                                                           static_cast<std::int64_t>(plan.layout.cu_seqlens.size())},
                            plan.scale);
@@ -133,6 +142,7 @@ Plan prefill(const TensorView& q, const TensorView& k, const TensorView& v, CuSe
              const Config& config, Workspace workspace, const TensorView& out,
              const TensorView* lse, const Runtime& runtime) {
   // Validate every operand before the plan writes into the workspace.
+  check_runtime(runtime);
   config.validate();
   const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, config.scale);
   check_config_fits(config, p.shape);
@@ -147,6 +157,7 @@ Plan prefill(const TensorView& q, const TensorView& k, const TensorView& v, CuSe
 
 void dense(const TensorView& q, const TensorView& k, const TensorView& v, CuSeqlens cu_seqlens,
            const TensorView& out, const TensorView* lse, float scale, const Runtime& runtime) {
+  check_runtime(runtime);
   const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, scale);
   check_backend(p);
   check_finite(p, runtime);

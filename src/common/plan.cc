@@ -113,8 +113,49 @@ void compute_density(const Plan& plan) {
   }
 }
 
+void check_plan_layout(const PlanLayout& l) {
+  // Every field that sizes or indexes the plan's arrays, against what make_workspace_layout()
+  // derives from the rest: a plan whose layout was edited, or copied from another problem, never
+  // sends a read or write outside its arrays.
+  constexpr const char* kExpected = ", expected a plan from plan() or plan_from_block_mask()";
+  PROXYATTN_CHECK(l.block_size == 64 || l.block_size == 128, "plan.layout.block_size = ",
+                  l.block_size, kExpected, " (64 or 128)");
+  PROXYATTN_CHECK(l.num_qo_heads >= 1 && l.num_kv_heads >= 1 && l.num_proxy_heads >= 1 &&
+                      l.num_qo_heads % l.num_kv_heads == 0 &&
+                      l.num_kv_heads % l.num_proxy_heads == 0,
+                  "plan.layout heads = ", l.num_qo_heads, "/", l.num_kv_heads, "/",
+                  l.num_proxy_heads, kExpected, " (query heads a multiple of KV heads, a multiple "
+                  "of groups)");
+  const auto size = [](const auto& v) { return static_cast<std::int64_t>(v.size()); };
+  PROXYATTN_CHECK(l.batch >= 1 && size(l.cu_seqlens) == l.batch + 1 &&
+                      size(l.num_blocks) == l.batch && size(l.is_dense) == l.batch &&
+                      size(l.order_offset) == l.batch + 1 && size(l.head_offset) == l.batch + 1,
+                  "plan.layout.batch = ", l.batch, " with ", size(l.cu_seqlens), " cu_seqlens, ",
+                  size(l.num_blocks), " num_blocks, ", size(l.order_offset), " order_offset, ",
+                  size(l.head_offset), " head_offset", kExpected);
+  PROXYATTN_CHECK(l.cu_seqlens[0] == 0 && l.order_offset[0] == 0 && l.head_offset[0] == 0,
+                  "plan.layout starts at cu_seqlens ", l.cu_seqlens[0], ", order_offset ",
+                  l.order_offset[0], ", head_offset ", l.head_offset[0], kExpected, " (all 0)");
+  for (std::int64_t i = 0; i < l.batch; ++i) {
+    const std::int64_t n = static_cast<std::int64_t>(l.cu_seqlens[i + 1]) - l.cu_seqlens[i];
+    const std::int64_t nb = n < 0 ? -1 : (n + l.block_size - 1) / l.block_size;
+    PROXYATTN_CHECK(n >= 0 && l.num_blocks[i] == nb && nb <= kMaxBlocks,
+                    "plan.layout of sequence ", i, ": ", n, " tokens in ", l.num_blocks[i],
+                    " blocks", kExpected);
+    std::int64_t orders = 0, heads = 0, order_end = 0, head_end = 0;
+    const bool ok = !__builtin_mul_overflow(l.num_proxy_heads, PlanLayout::tri(nb), &orders) &&
+                    !__builtin_mul_overflow(l.num_qo_heads, nb, &heads) &&
+                    !__builtin_add_overflow(l.order_offset[i], orders, &order_end) &&
+                    !__builtin_add_overflow(l.head_offset[i], heads, &head_end);
+    PROXYATTN_CHECK(ok && l.order_offset[i + 1] == order_end && l.head_offset[i + 1] == head_end,
+                    "plan.layout offsets of sequence ", i, " = ", l.order_offset[i + 1], ", ",
+                    l.head_offset[i + 1], kExpected);
+  }
+}
+
 void validate_host_plan(const Plan& plan) {
   const PlanLayout& l = plan.layout;
+  check_plan_layout(l);
   std::vector<std::int64_t> seen;
   for (std::int64_t i = 0; i < l.batch; ++i) {
     const std::int64_t nb = l.num_blocks[i];

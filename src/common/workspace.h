@@ -41,8 +41,13 @@ T* workspace_at(const Workspace& workspace, std::size_t offset) {
 /// \brief density[i][h] = selected causal blocks / tri(nb_i), from a host plan's counts.
 void compute_density(const Plan& plan);
 
-/// \brief Checks a host plan before attention reads it: every count in [0, m + 1] and the first
-/// `count` entries of each row distinct blocks in [0, m]. Throws Error naming the first bad row.
+/// \brief Checks that a plan's layout is self-consistent (sizes, heads, per-sequence blocks and
+/// offsets as make_workspace_layout() derives them). Throws Error otherwise.
+void check_plan_layout(const PlanLayout& layout);
+
+/// \brief Checks a host plan before attention reads it: its layout (check_plan_layout), every
+/// count in [0, m + 1] and the first `count` entries of each row distinct blocks in [0, m].
+/// Throws Error naming the first bad row.
 void validate_host_plan(const Plan& plan);
 
 }  // namespace proxyattn
