@@ -601,5 +601,11 @@ TEST_F(Validation, NegativeThreadCount) {
   expect_rejected([&] { attend(q_, k_, v_, p, out_, &lse_, bad); }, "num_threads");
 }
 
+// An enum value outside the declared ones (a cast from a bad integer) is a config error.
+TEST_F(Validation, LastBlockSelectionOutOfRange) {
+  config_.last_block_selection = static_cast<LastBlockSelection>(7);
+  expect_rejected([&] { run_prefill(); }, "last_block_selection");
+}
+
 }  // namespace
 }  // namespace proxyattn

@@ -41,6 +41,10 @@ void Config::validate() const {
   PROXYATTN_CHECK(dense_below_tokens == kAuto || dense_below_tokens >= 0,
                   "config.dense_below_tokens = ", dense_below_tokens,
                   ", expected -1 (auto) or >= 0");
+  PROXYATTN_CHECK(last_block_selection == LastBlockSelection::kExact ||
+                      last_block_selection == LastBlockSelection::kProxy,
+                  "config.last_block_selection = ", static_cast<int>(last_block_selection),
+                  ", expected kExact (0) or kProxy (1)");
   PROXYATTN_CHECK(forced_density == 0.0 || (forced_density > 0.0 && forced_density <= 1.0),
                   "config.forced_density = ", forced_density, ", expected 0 (off) or in (0, 1]");
   PROXYATTN_CHECK(std::isfinite(scale) && scale >= 0.0f, "config.scale = ", scale,
