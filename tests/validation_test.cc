@@ -609,3 +609,35 @@ TEST_F(Validation, LastBlockSelectionOutOfRange) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// An output whose elements share memory (zero strides, overlapping rows) is rejected: threads
+// would race on it. Inputs may share memory (a broadcast KV head is fine).
+TEST_F(Validation, OutputsWhoseElementsShareMemory) {
+  const TensorView good_out = out_, good_lse = lse_;
+  out_.strides[0] = 0;  // every token writes the same row
+  expect_rejected([&] { run_prefill(); }, "out.strides[0]");
+  out_ = good_out;
+  out_.strides[1] = 0;  // every head writes the same row
+  expect_rejected([&] { run_dense(); }, "out.strides[1]");
+  out_ = good_out;
+  out_.strides[0] = 64;  // rows of 4 heads x 64 overlap the next token's
+  expect_rejected([&] { run_dense(); }, "out.strides");
+  out_ = good_out;
+  lse_.strides[0] = 0;  // every head writes the same lse row
+  expect_rejected([&] { run_prefill(); }, "lse.strides[0]");
+  lse_ = good_lse;
+  // A transposed layout ([heads, tokens, head_dim] storage) and a broadcast KV head are valid.
+  std::vector<float> storage(static_cast<std::size_t>(w_.total_tokens * 4 * 64));
+  out_.data = storage.data();
+  out_.strides[1] = w_.total_tokens * 64;
+  out_.strides[0] = 64;
+  k_.strides[1] = 0;
+  v_.strides[1] = 0;
+  EXPECT_NO_THROW(run_dense());
+}
+
+}  // namespace
+}  // namespace proxyattn

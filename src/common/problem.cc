@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <utility>
 
 #include "common/check.h"
 #include "common/numeric.h"
@@ -81,6 +82,31 @@ std::int64_t extent_bytes(const char* name, const TensorView& t) {
   return bytes;
 }
 
+// An output whose elements share memory (a zero stride, or rows that overlap) would have threads
+// race on it and keep only one of several results. Dimensions of size > 1, by increasing stride:
+// each stride must step past everything the smaller ones span. (Some exotic interleavings that
+// never collide fail this too; outputs are not laid out that way.)
+void check_distinct_elements(const char* name, const TensorView& t) {
+  int dims[TensorView::kMaxRank];
+  int n = 0;
+  for (int d = 0; d < t.rank; ++d) {
+    if (t.shape[d] > 1) dims[n++] = d;
+  }
+  for (int i = 1; i < n; ++i) {  // insertion sort by stride (n <= 4)
+    for (int j = i; j > 0 && t.strides[dims[j]] < t.strides[dims[j - 1]]; --j) {
+      std::swap(dims[j], dims[j - 1]);
+    }
+  }
+  std::int64_t span = 0;  // last offset reached by the smaller dimensions (fits: extent checked)
+  for (int i = 0; i < n; ++i) {
+    const int d = dims[i];
+    PROXYATTN_CHECK(t.strides[d] > span, name, ".strides[", d, "] = ", t.strides[d],
+                    " with shape ", t.shape_string(), ", expected a layout whose elements do not ",
+                    "share memory (stride > ", span, ")");
+    span += (t.shape[d] - 1) * t.strides[d];
+  }
+}
+
 // Checks one [tokens, heads, head_dim] operand.
 void check_operand(const char* name, const TensorView& t, const TensorView& q) {
   PROXYATTN_CHECK(t.rank == 3, name, ".rank = ", t.rank, ", expected 3 ([tokens, heads, head_dim])");
@@ -139,6 +165,7 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
   }
   if (out != nullptr) {
     check_operand("out", *out, q);
+    if (!is_empty(*out)) check_distinct_elements("out", *out);
     for (int d = 0; d < 3; ++d) {
       PROXYATTN_CHECK(out->shape[d] == q.shape[d], "out.shape = ", out->shape_string(),
                       ", expected q.shape = ", q.shape_string());
@@ -163,6 +190,7 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
                       lse->strides[1], ", expected 1");
       PROXYATTN_CHECK(lse->strides[0] >= 0, "lse.strides[0] = ", lse->strides[0], ", expected >= 0");
       extent_bytes("lse", *lse);
+      check_distinct_elements("lse", *lse);
       PROXYATTN_CHECK(lse->data != nullptr, "lse.data = nullptr, expected memory for ",
                       lse->shape_string());
       PROXYATTN_CHECK(reinterpret_cast<std::uintptr_t>(lse->data) % 4 == 0, "lse.data = ",
