@@ -341,6 +341,25 @@ def main():
         verify=lambda p, w: None if sorted(os.listdir(w)) == ["d.png", "p.png"]
         else "folder holds %s" % sorted(os.listdir(w))))
 
+    # The model commands' numbers go through the same strict parser as the others' (the range in
+    # the message, never CLI11's "0.000000 to 1.79e308").
+    for args, expect in ((["generate", "--threads", "-3"], "--threads = '-3', expected an integer"),
+                         (["generate", "--threads", "99999999999"], "in [0, 2147483647]"),
+                         (["generate", "--max-new-tokens", "2e3"], "in [0, 1048576]"),
+                         (["eval", "--tasks", "t.jsonl", "--limit", "-1"], "--limit = '-1'"),
+                         (["eval", "--tasks", "t.jsonl", "--limit", "1e3"], "--limit = '1e3'"),
+                         (["demo", "--repeats", "0"], "--repeats = '0', expected an integer in "
+                                                      "[1, 100]"),
+                         (["demo", "--repeats", "x"], "--repeats = 'x'")):
+        case(" ".join(args), reject(args + ["--model", "."], expect,
+                                    setup=lambda w: [] if open(os.path.join(w, "t.jsonl"), "w")
+                                    .close() else []))
+    # An empty --out is the working folder, never the root ("" + "/demo-blocks.png").
+    case("demo --out ''", accept(
+        ["demo", "--short", "--repeats", "1", "--out", ""],
+        verify=lambda p, w: None if os.listdir(w) == ["demo-blocks.png"]
+        else "folder holds %s" % sorted(os.listdir(w))))
+
     print("hostile CLI cases: %d passed, %d failed" % (passed, len(failures)))
     for f in failures:
         print("  FAILED:", f)

@@ -84,7 +84,7 @@ int run_demo(const DemoOptions& o) {
       o.model.run_options(runner::AttentionMode::kDense, demo_config());
   const runner::RunOptions proxy =
       o.model.run_options(runner::AttentionMode::kProxy, demo_config());
-  const std::string figure = o.out_dir + "/demo-blocks.png";
+  const std::string figure = output_path(o.out_dir, "demo-blocks.png");
 
   check_output_dir(o.out_dir);
   model_progress("demo: loading " + o.model.model_dir);

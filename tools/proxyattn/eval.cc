@@ -240,7 +240,7 @@ int run_eval(const EvalOptions& o) {
       lines += line.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
     }
     // The outputs so far, replaced whole after every prompt: an interrupted run keeps them.
-    write_file_atomic(o.out_dir + "/eval-outputs.jsonl", lines);
+    write_file_atomic(output_path(o.out_dir, "eval-outputs.jsonl"), lines);
   }
   model_progress("");
 
@@ -361,11 +361,12 @@ int run_eval(const EvalOptions& o) {
     j["proxy_config"] = cfg;
   }
   const std::string text = j.dump(2, ' ', false, json::error_handler_t::replace) + "\n";
-  write_line_figure(o.out_dir + "/eval.png", "proxyattn eval: " + clip(o.model.model_dir, 60),
+  write_line_figure(output_path(o.out_dir, "eval.png"), "proxyattn eval: " + clip(o.model.model_dir, 60),
                     {acc_panel, time_panel});
-  write_file_atomic(o.out_dir + "/eval.json", text);
-  std::printf("  wrote %s/eval.json, %s/eval-outputs.jsonl, %s/eval.png\n", o.out_dir.c_str(),
-              o.out_dir.c_str(), o.out_dir.c_str());
+  write_file_atomic(output_path(o.out_dir, "eval.json"), text);
+  std::printf("  wrote %s, %s, %s\n", output_path(o.out_dir, "eval.json").c_str(),
+              output_path(o.out_dir, "eval-outputs.jsonl").c_str(),
+              output_path(o.out_dir, "eval.png").c_str());
   if (o.model.json)
     std::cout << j.dump(-1, ' ', false, json::error_handler_t::replace) << std::endl;
   return 0;

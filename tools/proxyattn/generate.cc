@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -12,6 +13,7 @@
 #include "proxyattn/runner/tokenizer.h"
 #include "proxyattn/types.h"
 #include "proxyattn_demo_data.h"
+#include "tools/proxyattn/cli.h"
 #include "tools/proxyattn/model_cmds.h"
 #include "tools/proxyattn/png.h"
 
@@ -63,9 +65,14 @@ void ModelOptions::add_to(CLI::App& app, const std::string& model_default, const
         },
         help);
   }
-  app.add_option("--threads", threads, "CPU threads (0: all hardware threads)")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  // Numbers go through the strict parser of the other subcommands: the whole text, in range, and
+  // a message that shows the range (not CLI11's "0.000000 to 1.79e308").
+  app.add_option_function<std::string>(
+      "--threads",
+      [this](const std::string& text) {
+        threads = static_cast<int>(parse_int_flag("--threads", text, 0, 2147483647));
+      },
+      "CPU threads (0: all hardware threads) [0]");
   app.add_flag("--json", json, "end stdout with one JSON object");
 }
 
@@ -161,9 +168,13 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
   gen->add_option("--prompt-ids", cmds.generate.prompt_ids,
                   "the prompt as token ids (whitespace-separated), BOS included if wanted")
       ->check(CLI::ExistingFile);
-  gen->add_option("--max-new-tokens", cmds.generate.max_new_tokens, "tokens to generate at most")
-      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 20))
-      ->capture_default_str();
+  gen->add_option_function<std::string>(
+      "--max-new-tokens",
+      [&cmds](const std::string& text) {
+        cmds.generate.max_new_tokens = parse_int_flag("--max-new-tokens", text, 0, 1 << 20);
+      },
+      "tokens to generate at most, 0 .. 2^20 [" +
+          std::to_string(cmds.generate.max_new_tokens) + "]");
   gen->add_option("--attention", cmds.generate.attention, "prefill attention: dense|proxy")
       ->check(CLI::IsMember({"dense", "proxy"}))
       ->capture_default_str();
@@ -175,9 +186,12 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
   ev->add_option("--tasks", cmds.eval.tasks_file, "task prompts, JSONL (eval/generate.py)")
       ->required()
       ->check(CLI::ExistingFile);
-  ev->add_option("--limit", cmds.eval.limit, "prompts per (task, length) cell; 0 = all")
-      ->check(CLI::NonNegativeNumber)
-      ->capture_default_str();
+  ev->add_option_function<std::string>(
+      "--limit",
+      [&cmds](const std::string& text) {
+        cmds.eval.limit = parse_int_flag("--limit", text, 0, std::numeric_limits<std::int64_t>::max());
+      },
+      "prompts per (task, length) cell; 0 = all [0]");
   ev->add_option("--attention", cmds.eval.attention, "comma-separated modes: dense,proxy")
       ->capture_default_str();
   ev->add_option("--out", cmds.eval.out_dir, "folder for eval.json, eval-outputs.jsonl, eval.png")
@@ -189,9 +203,13 @@ void add_model_commands(CLI::App& app, ModelCommands& cmds) {
   cmds.demo.model.add_to(*demo, shipped_model_dir(), demo_config());
   demo->add_option("--out", cmds.demo.out_dir, "folder for demo-blocks.png")->capture_default_str();
   demo->add_flag("--short", cmds.demo.short_form, "a short prompt (a quick smoke test)");
-  demo->add_option("--repeats", cmds.demo.repeats, "prefills per mode for the times (medians)")
-      ->check(CLI::Range(1, 100))
-      ->capture_default_str();
+  demo->add_option_function<std::string>(
+      "--repeats",
+      [&cmds](const std::string& text) {
+        cmds.demo.repeats = static_cast<int>(parse_int_flag("--repeats", text, 1, 100));
+      },
+      "prefills per mode for the times (medians), 1 .. 100 [" +
+          std::to_string(cmds.demo.repeats) + "]");
   cmds.demo_app = demo;
 }
 

@@ -213,6 +213,10 @@ void write_file_atomic(const std::string& path, const std::string& bytes) {
   }
 }
 
+std::string output_path(const std::string& dir, const std::string& name) {
+  return dir.empty() ? name : dir + "/" + name;
+}
+
 void check_output_dir(const std::string& dir) {
   std::string probe = (dir.empty() ? std::string(".") : dir) + "/.proxyattn-probe.XXXXXX";
   const int fd = ::mkstemp(probe.data());

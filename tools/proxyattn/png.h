@@ -17,6 +17,10 @@ namespace proxyattn::cli {
 /// \brief Writes bytes to path atomically (temporary file in the same folder, then rename).
 void write_file_atomic(const std::string& path, const std::string& bytes);
 
+/// \brief dir/name, where an empty dir is the current folder (as check_output_dir() reads it),
+/// never the root: "" + "/name" would be "/name".
+std::string output_path(const std::string& dir, const std::string& name);
+
 /// \brief Throws Error unless a file can be created in dir (checked before long work, so that a
 /// bad --out fails at once; the probe file is removed).
 void check_output_dir(const std::string& dir);
