@@ -226,6 +226,9 @@ Seqlens seqlens_of(const py::object& obj) {
   if (obj.is_none()) return s;
   Int32Array a = Int32Array::ensure(obj);
   check(a && a.ndim() == 1, "cu_seqlens must be a 1-D sequence of int32 on the host");
+  // An empty span means "one sequence" to the library: a given cu_seqlens must spell it out.
+  check(a.size() >= 2, "cu_seqlens.size = ", a.size(), ", expected batch + 1 >= 2 (or None for ",
+        "one sequence)");
   s.values.assign(a.data(), a.data() + a.size());
   s.given = true;
   return s;

@@ -112,6 +112,10 @@ def stream_of(x, stream):
     torch's current stream on x's device for CUDA tensors, else 0 (the default stream)."""
     if stream is not None:
         handle = getattr(stream, "cuda_stream", stream)
+        if isinstance(handle, bool) or not isinstance(handle, (int, np.integer)) or \
+                not 0 <= int(handle) < 2**64:
+            raise _core.Error(f"proxyattn: stream = {stream!r}, expected a CUDA stream handle (an "
+                              "integer >= 0) or an object with .cuda_stream")
         return int(handle)
     if is_torch(x) and x.is_cuda:
         return sys.modules["torch"].cuda.current_stream(x.device).cuda_stream
@@ -128,9 +132,34 @@ def host_cu_seqlens(cu_seqlens):
     if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer)):
         raise _core.Error(f"proxyattn: cu_seqlens has dtype {a.dtype} and shape {a.shape}, "
                           "expected a 1-D integer sequence [batch + 1]")
-    if a.size and (a.min() < 0 or a.max() > np.iinfo(np.int32).max):
+    if a.size < 2:
+        # An empty span means "one sequence" to the library; a given cu_seqlens must spell it out.
+        raise _core.Error(f"proxyattn: cu_seqlens.size = {a.size}, expected batch + 1 >= 2 (or "
+                          "None for one sequence)")
+    if a.min() < 0 or a.max() > np.iinfo(np.int32).max:
         raise _core.Error("proxyattn: cu_seqlens values must lie in [0, 2^31)")
     return np.ascontiguousarray(a, dtype=np.int32)
+
+
+def check_rank(x, name, rank=3, what="[tokens, heads, head_dim]"):
+    """Raises proxyattn.Error unless x has a shape of `rank` dimensions (before Python code indexes
+    it; the library checks everything else)."""
+    shape = getattr(x, "shape", None)
+    if shape is None:
+        raise _core.Error(f"proxyattn: {name} is a {type(x).__name__}, expected an array "
+                          f"{what} (numpy or torch)")
+    if len(shape) != rank:
+        raise _core.Error(f"proxyattn: {name}.ndim = {len(shape)}, expected {rank} ({what})")
+    return tuple(int(s) for s in shape)
+
+
+def num_threads_of(num_threads):
+    """num_threads as an int in [0, 2^31); proxyattn.Error otherwise (bools and floats too)."""
+    if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or \
+            not 0 <= int(num_threads) <= np.iinfo(np.int32).max:
+        raise _core.Error(f"proxyattn: num_threads = {num_threads!r}, expected an integer in "
+                          "[0, 2^31) (0 = all hardware threads)")
+    return int(num_threads)
 
 
 def to_numpy_bool(mask):

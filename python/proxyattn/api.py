@@ -139,17 +139,20 @@ class Plan:
         num_kv_heads. The plan is built on the host and copied to q's device.
         """
         cu = A.host_cu_seqlens(cu_seqlens)
-        total, heads, head_dim = (int(s) for s in q.shape)
-        kv_heads = int(k.shape[1])
-        groups = kv_heads if num_proxy_heads is None else int(num_proxy_heads)
+        total, heads, head_dim = A.check_rank(q, "q")
+        kv_heads = A.check_rank(k, "k")[1]
+        # Config checks the integers (no silent truncation of 1.5 or True).
+        core_cfg = Config(block_size=block_size,
+                          num_proxy_heads=kv_heads if num_proxy_heads is None else num_proxy_heads,
+                          min_budget_tokens=0, dense_below_tokens=0).to_core()
+        block_size = int(core_cfg.values()["block_size"])
+        groups = int(core_cfg.values()["num_proxy_heads"])
         if isinstance(mask, (list, tuple)):
             flat = np.concatenate([A.to_numpy_bool(m).reshape(-1) for m in mask]) if mask else \
                 np.zeros(0, np.uint8)
         else:
             flat = A.to_numpy_bool(mask).reshape(-1)
         flat = np.ascontiguousarray(flat != 0, dtype=np.uint8)
-        core_cfg = Config(block_size=block_size, num_proxy_heads=groups, min_budget_tokens=0,
-                          dense_below_tokens=0).to_core()
         nbytes = _core.workspace_size_for_shape(total, heads, kv_heads, head_dim, cu, core_cfg)
         host_ws = A.workspace(np.empty(0), nbytes)
         core = _core.plan_from_block_mask(total, heads, kv_heads, head_dim, cu, int(block_size),
@@ -231,8 +234,8 @@ def plan(q, k, cu_seqlens=None, config=None, workspace=None, *, stream=None, num
                                                         core_cfg))
     _check_workspace(workspace, q)
     core = _core.plan(A.capsule(q, "q"), A.capsule(k, "k"), cu, core_cfg,
-                      A.capsule(workspace, "workspace"), A.stream_of(q, stream), num_threads,
-                      _bf16(q, k))
+                      A.capsule(workspace, "workspace"), A.stream_of(q, stream),
+                      A.num_threads_of(num_threads), _bf16(q, k))
     return Plan(_core_keep(core, workspace), like=q)
 
 
@@ -243,7 +246,8 @@ def _outputs(q, out, lse, return_lse):
     if out is None:
         out = A.empty(q, tuple(q.shape))
     if lse is None and return_lse:
-        lse = A.empty(q, (int(q.shape[1]), int(q.shape[0])), float32=True)
+        tokens, heads, _ = A.check_rank(q, "q")
+        lse = A.empty(q, (heads, tokens), float32=True)
     return out, lse
 
 
@@ -263,7 +267,7 @@ def attend(q, k, v, plan, out=None, *, lse=None, return_lse=False, stream=None, 
     out, lse = _outputs(q, out, lse, return_lse)
     _core.attend(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"), core,
                  A.out_capsule(out, "out"), A.out_capsule(lse, "lse"), A.stream_of(q, stream),
-                 num_threads, _bf16(q, k, v))
+                 A.num_threads_of(num_threads), _bf16(q, k, v))
     return _result(out, lse, return_lse)
 
 
@@ -276,6 +280,7 @@ def prefill(q, k, v, cu_seqlens=None, config=None, out=None, *, workspace=None, 
     so torch.compile and CUDA graphs see one op.
     """
     cfg = resolve_config(config, **config_fields)
+    A.num_threads_of(num_threads)  # checked on every path (the torch op runs on all threads)
     if (A.is_torch(q) and out is None and lse is None and workspace is None and not return_plan
             and stream is None):
         return _torch_ops().prefill(q, k, v, cu_seqlens, cfg, return_lse=return_lse)
@@ -288,8 +293,8 @@ def prefill(q, k, v, cu_seqlens=None, config=None, out=None, *, workspace=None, 
     _check_workspace(workspace, q)
     core = _core.prefill(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"), cu, core_cfg,
                          A.capsule(workspace, "workspace"), A.out_capsule(out, "out"),
-                         A.out_capsule(lse, "lse"), A.stream_of(q, stream), num_threads,
-                         _bf16(q, k, v))
+                         A.out_capsule(lse, "lse"), A.stream_of(q, stream),
+                         A.num_threads_of(num_threads), _bf16(q, k, v))
     plan_obj = Plan(_core_keep(core, workspace), like=q) if return_plan else None
     return _result(out, lse, return_lse, plan_obj, return_plan)
 
@@ -297,14 +302,15 @@ def prefill(q, k, v, cu_seqlens=None, config=None, out=None, *, workspace=None, 
 def dense(q, k, v, cu_seqlens=None, out=None, scale=None, *, lse=None, return_lse=False,
           stream=None, num_threads=0):
     """Dense causal attention, the baseline, with the same operands -> out (or (out, lse))."""
+    A.num_threads_of(num_threads)
     if A.is_torch(q) and out is None and lse is None and stream is None:
         return _torch_ops().dense(q, k, v, cu_seqlens, scale=scale, return_lse=return_lse)
     cu = A.host_cu_seqlens(cu_seqlens)
     out, lse = _outputs(q, out, lse, return_lse)
     _core.dense(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"), cu,
                 A.out_capsule(out, "out"), A.out_capsule(lse, "lse"),
-                0.0 if scale is None else float(scale), A.stream_of(q, stream), num_threads,
-                _bf16(q, k, v))
+                0.0 if scale is None else float(scale), A.stream_of(q, stream),
+                A.num_threads_of(num_threads), _bf16(q, k, v))
     return _result(out, lse, return_lse)
 
 
@@ -328,5 +334,5 @@ def is_supported(dtype, head_dim, device="cpu"):
         return False
     try:
         return _core.is_supported(name, int(head_dim), dev)
-    except _core.Error:
+    except (_core.Error, TypeError, ValueError, OverflowError):
         return False

@@ -50,6 +50,8 @@ def _text_of(field, value):
                 raise TypeError
             return "true" if value else "false"
         if kind == "int":
+            if isinstance(value, bool):  # operator.index(True) is 1: no silent stride=True
+                raise TypeError
             if isinstance(value, float) and value.is_integer():
                 return str(int(value))
             return str(operator.index(value))

@@ -35,12 +35,11 @@ def _workspace_bytes(total, heads, kv_heads, head_dim, cu_key, config):
 
 
 def _cu_host(cu_seqlens):
-    """cu_seqlens -> (tuple for caching, or None). A CUDA tensor is copied to the host (a sync)."""
+    """cu_seqlens -> (tuple for caching, or None). A CUDA tensor is copied to the host (a sync).
+    The rules are the numpy face's (A.host_cu_seqlens): 1-D integers in [0, 2^31), >= 2 entries."""
     if cu_seqlens is None:
         return None
-    if cu_seqlens.device.type != "cpu":
-        cu_seqlens = cu_seqlens.to("cpu")
-    return tuple(int(x) for x in cu_seqlens.tolist())
+    return tuple(int(x) for x in A.host_cu_seqlens(cu_seqlens))
 
 
 def _stream(q):
@@ -49,8 +48,8 @@ def _stream(q):
 
 def _prefill_impl(q, k, v, cu_seqlens, config, return_lse):
     cu = _cu_host(cu_seqlens)
-    total, heads, head_dim = (int(s) for s in q.shape)
-    nbytes = _workspace_bytes(total, heads, int(k.shape[1]), head_dim, cu, config)
+    total, heads, head_dim = A.check_rank(q, "q")
+    nbytes = _workspace_bytes(total, heads, A.check_rank(k, "k")[1], head_dim, cu, config)
     workspace = A.workspace(q, nbytes)
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((heads, total) if return_lse else (0,), dtype=torch.float32, device=q.device)
@@ -63,7 +62,7 @@ def _prefill_impl(q, k, v, cu_seqlens, config, return_lse):
 
 def _dense_impl(q, k, v, cu_seqlens, scale, return_lse):
     cu = _cu_host(cu_seqlens)
-    total, heads = int(q.shape[0]), int(q.shape[1])
+    total, heads, _ = A.check_rank(q, "q")
     out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
     lse = torch.empty((heads, total) if return_lse else (0,), dtype=torch.float32, device=q.device)
     _core.dense(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"),
@@ -116,9 +115,12 @@ else:
 
 
 def _cu_tensor(cu_seqlens):
-    if cu_seqlens is None or isinstance(cu_seqlens, torch.Tensor):
+    """cu_seqlens as the op takes it: None or an int32 tensor. Lists, tuples and arrays follow the
+    numpy face's rules (1-D integers in [0, 2^31), >= 2 entries), never a silent truncation."""
+    if cu_seqlens is None or (isinstance(cu_seqlens, torch.Tensor) and
+                              cu_seqlens.dtype == torch.int32 and cu_seqlens.dim() == 1):
         return cu_seqlens
-    return torch.tensor(list(cu_seqlens), dtype=torch.int32)
+    return torch.from_numpy(A.host_cu_seqlens(cu_seqlens))
 
 
 def config_args(config=None, **config_fields):
@@ -128,18 +130,25 @@ def config_args(config=None, **config_fields):
         return config
     cfg = config if isinstance(config, Config) and not config_fields else \
         resolve_config(config, **config_fields)
+    # Checked before it becomes "name=text;..." text: a choice value holding ';' or '=' would
+    # otherwise set other fields when the op parses the text back.
+    cfg.to_core()
     return (config_text(cfg.key()),)
 
 
 def prefill(q, k, v, cu_seqlens=None, config=None, *, return_lse=False, **config_fields):
     """torch.ops.proxyattn.prefill with a Config (or dict, or fields) -> out or (out, lse)."""
     key = config_args(config, **config_fields)
+    for x, name in ((q, "q"), (k, "k"), (v, "v")):  # before the op (and its fake) index shapes
+        A.check_rank(x, name)
     out, lse = _run_prefill(q, k, v, _cu_tensor(cu_seqlens), key, bool(return_lse))
     return (out, lse) if return_lse else out
 
 
 def dense(q, k, v, cu_seqlens=None, *, scale=None, return_lse=False):
     """torch.ops.proxyattn.dense -> out or (out, lse)."""
+    for x, name in ((q, "q"), (k, "k"), (v, "v")):
+        A.check_rank(x, name)
     out, lse = _run_dense(q, k, v, _cu_tensor(cu_seqlens), 0.0 if scale is None else float(scale),
                           bool(return_lse))
     return (out, lse) if return_lse else out
