@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "proxyattn/cpu.h"
+#include "common/numeric.h"
 #include "proxyattn/oracle/compare.h"
 #include "proxyattn/oracle/conformance.h"
 #include "proxyattn/oracle/workload.h"
@@ -214,6 +215,47 @@ TEST_P(KernelEdges, NanInInvisibleKeyStaysInvisible) {
 }
 
 // Rows with no selected key get O = 0 and LSE = -inf; rows with keys match the reference.
+// V close to the largest float (and bf16): O is a convex combination of V rows, so it stays finite
+// as in the reference, although the online softmax sums p * v before dividing. Dense and sparse
+// attention, with a second KV head of ordinary values that must keep its exact bits.
+TEST_P(KernelEdges, HugeValuesGiveFiniteOutput) {
+  ScopedIsa isa(GetParam());
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    Workload w = make_workload({300, 45}, 4, 2, 40, dtype, WorkloadKind::kRandom, 7);
+    const Workload plain = make_workload({300, 45}, 4, 2, 40, dtype, WorkloadKind::kRandom, 7);
+    for (std::int64_t t = 0; t < w.total_tokens; ++t) {
+      for (std::int64_t c = 0; c < 40; ++c) {  // KV head 0 only: +-3e38, 1.5e38 by position
+        const std::int64_t i = (t * 2 + 0) * 40 + c;
+        const float x = (t + c) % 3 == 0 ? 3e38f : (t + c) % 3 == 1 ? -3e38f : 1.5e38f;
+        if (dtype == DType::kFloat32) {
+          static_cast<float*>(w.v.data())[i] = x;
+        } else {
+          static_cast<std::uint16_t*>(w.v.data())[i] = float_to_bf16(x);
+        }
+      }
+    }
+    Output full = testing::make_output(w), full_plain = testing::make_output(plain);
+    dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), full.o_view, &full.lse_view);
+    dense(plain.q_view(), plain.k_view(), plain.v_view(), plain.seqlens(), full_plain.o_view,
+          &full_plain.lse_view);
+    expect_conforms(w, full, testing::reference_dense(w), "dense " + GetParam());
+    Buffer ws;
+    const Plan sparse_plan = testing::random_mask_plan(w.shape(), 64, 0.5, 3, ws);
+    Output sparse = testing::make_output(w);
+    attend(w.q_view(), w.k_view(), w.v_view(), sparse_plan, sparse.o_view, &sparse.lse_view);
+    expect_conforms(w, sparse, testing::reference_attend(w, 64, sparse_plan.to_dense()),
+                    "sparse " + GetParam());
+    // Query heads 2 and 3 read KV head 1, whose V is untouched: the same bytes as without.
+    const std::size_t elem = dtype == DType::kFloat32 ? 4 : 2;
+    for (std::int64_t t = 0; t < w.total_tokens; ++t) {
+      const std::size_t at = static_cast<std::size_t>((t * 4 + 2) * 40) * elem;
+      ASSERT_EQ(std::memcmp(static_cast<const char*>(full.o.data()) + at,
+                            static_cast<const char*>(full_plain.o.data()) + at, 2 * 40 * elem), 0)
+          << "token " << t;
+    }
+  }
+}
+
 TEST_P(KernelEdges, EmptyRowsAndEmptyQueryBlocks) {
   ScopedIsa isa(GetParam());
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {

@@ -33,14 +33,66 @@ struct WorkItem {
   std::int64_t seq, head, m;
 };
 
+// The online softmax accumulates sum_u p_u v_u with p_u <= 1 over fewer than 2^31 keys, so V below
+// 2^64 in magnitude keeps the fp32 sums below 2^95. A KV head whose V comes closer to the float
+// (or bf16) limit is attended as V * 2^-e, exactly, and its O scaled back by 2^e: finite V never
+// gives an infinite O, as the reference and the naive softmax never do (docs/STYLE.md section 6).
+constexpr int kMaxVExponent = 64;
+
+// Largest finite |V| over rows [row0, row0 + rows) of KV head kv (NaN and Inf skipped: they flow
+// through as dense attention lets them).
+float v_max_abs(const Problem& p, std::int64_t kv, std::int64_t row0, std::int64_t rows) {
+  const std::int64_t D = p.shape.head_dim;
+  float mx = 0.0f;
+  for (std::int64_t t = row0; t < row0 + rows; ++t) {
+    const std::int64_t base = t * p.v_stride_n + kv * p.v_stride_h;
+    if (p.dtype == DType::kBFloat16) {
+      const auto* v = static_cast<const std::uint16_t*>(p.v) + base;
+      std::uint16_t top = 0;  // bf16 magnitudes order as their bits
+      for (std::int64_t d = 0; d < D; ++d) {
+        const std::uint16_t mag = static_cast<std::uint16_t>(v[d] & 0x7fffu);
+        if (mag < 0x7f80u && mag > top) top = mag;
+      }
+      mx = std::max(mx, bf16_to_float(top));
+    } else {
+      for (std::int64_t d = 0; d < D; ++d) {
+        const float a = std::fabs(load_float(p.v, p.dtype, base + d));
+        if (a > mx && a <= std::numeric_limits<float>::max()) mx = a;
+      }
+    }
+  }
+  return mx;
+}
+
+// e >= 0 with max_abs * 2^-e < 2^kMaxVExponent; 0 for every ordinary V (no rescaling at all).
+int v_exponent(float max_abs) {
+  if (!(max_abs >= std::ldexp(1.0f, kMaxVExponent))) return 0;
+  int e = 0;
+  std::frexp(max_abs, &e);  // max_abs < 2^e
+  return e - kMaxVExponent;
+}
+
+// Multiplies O rows [t0, t0 + rows) of head h by 2^e (exact: a power of two, in range).
+void scale_output_rows(const Problem& p, std::int64_t h, std::int64_t t0, std::int64_t rows, int e) {
+  const std::int64_t D = p.shape.head_dim;
+  for (std::int64_t t = t0; t < t0 + rows; ++t) {
+    const std::int64_t base = t * p.o_stride_n + h * p.o_stride_h;
+    for (std::int64_t d = 0; d < D; ++d) {
+      store_float(p.o, p.dtype, base + d, std::ldexp(load_float(p.o, p.dtype, base + d), e));
+    }
+  }
+}
+
 // Per-thread tiles, reused across work items.
 struct Tiles {
   std::vector<float> q, k, v, acc, row_max, row_sum, s;
 };
 
 // Attends query block m of head h over key blocks `blocks` (ascending), writing O and LSE.
+// V is read as V * 2^-v_exp and O written times 2^v_exp (kMaxVExponent).
 void attend_query_block(const Problem& p, const Sequence& s, std::int64_t b, std::int64_t h,
-                        std::int64_t m, const std::vector<std::int64_t>& blocks, Tiles& w) {
+                        std::int64_t m, const std::vector<std::int64_t>& blocks, int v_exp,
+                        Tiles& w) {
   const std::int64_t D = p.shape.head_dim, kv = h / p.shape.group_size();
   const std::int64_t q0 = m * b, rows = std::min(b, s.n_tokens - q0);
   w.q.resize(b * D);     // [rows, D]
@@ -58,6 +110,9 @@ void attend_query_block(const Problem& p, const Sequence& s, std::int64_t b, std
     for (std::int64_t c = 0; c < cols; ++c) {
       load_row(p.k, p.dtype, (s.start + k0 + c) * p.k_stride_n + kv * p.k_stride_h, D, &w.k[c * D]);
       load_row(p.v, p.dtype, (s.start + k0 + c) * p.v_stride_n + kv * p.v_stride_h, D, &w.v[c * D]);
+      if (v_exp != 0) {
+        for (std::int64_t d = 0; d < D; ++d) w.v[c * D + d] = std::ldexp(w.v[c * D + d], -v_exp);
+      }
     }
     const bool diagonal = n == m;
     for (std::int64_t r = 0; r < rows; ++r) {
@@ -91,7 +146,9 @@ void attend_query_block(const Problem& p, const Sequence& s, std::int64_t b, std
     const bool empty = w.row_sum[r] == 0.0f && w.row_max[r] == kNegInf;
     const float inv = empty ? 0.0f : 1.0f / w.row_sum[r];
     for (std::int64_t d = 0; d < D; ++d) {
-      store_float(p.o, p.dtype, t * p.o_stride_n + h * p.o_stride_h + d, w.acc[r * D + d] * inv);
+      const float o = w.acc[r * D + d] * inv;
+      store_float(p.o, p.dtype, t * p.o_stride_n + h * p.o_stride_h + d,
+                  v_exp != 0 ? std::ldexp(o, v_exp) : o);
     }
     if (p.lse != nullptr) {
       p.lse[h * p.lse_stride_h + t] = empty ? kNegInf : w.row_max[r] + std::log(w.row_sum[r]);
@@ -115,13 +172,18 @@ void run_items_scalar(const Problem& p, std::int64_t b, int num_threads, BlocksO
   std::stable_sort(items.begin(), items.end(),
                    [](const WorkItem& x, const WorkItem& y) { return x.m > y.m; });
   const int threads = resolve_threads(num_threads);
+  std::vector<int> v_exp(p.shape.num_kv_heads);
+  parallel_for(p.shape.num_kv_heads, threads, [&](std::int64_t kv) {
+    v_exp[kv] = v_exponent(v_max_abs(p, kv, 0, p.shape.total_tokens));
+  });
   std::vector<Tiles> tiles(threads);
   std::vector<std::vector<std::int64_t>> blocks(threads);
   parallel_for_workers(static_cast<std::int64_t>(items.size()), threads,
                        [&](std::int64_t e, int slot) {
     const WorkItem& it = items[e];
     blocks_of(it, blocks[slot]);
-    attend_query_block(p, seqs[it.seq], b, it.head, it.m, blocks[slot], tiles[slot]);
+    attend_query_block(p, seqs[it.seq], b, it.head, it.m, blocks[slot],
+                       v_exp[it.head / p.shape.group_size()], tiles[slot]);
   });
 }
 
@@ -166,6 +228,7 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
   const AlignedBuffer k_packed = aligned_buffer(block_bytes * Hk * total_blocks);
   const AlignedBuffer v_packed = aligned_buffer(block_bytes * Hk * total_blocks);
   const std::size_t elem = dtype_size(p.dtype);
+  std::vector<float> v_block_max(Hk * total_blocks);  // [Hk][total_blocks] finite max |V|
   parallel_for(Hk * total_blocks, threads, [&](std::int64_t e) {
     const std::int64_t kv = e / total_blocks, g = e % total_blocks;
     const std::int64_t i = std::upper_bound(block_offset.begin(), block_offset.end(), g) -
@@ -179,7 +242,21 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
                         static_cast<int>(Dp), k, p.k_stride_n, v, p.v_stride_n, cols,
                         k_packed.get() + e * block_bytes, v_packed.get() + e * block_bytes,
                         kernel.isa);
+    v_block_max[e] = v_max_abs(p, kv, row0, cols);
   });
+  // V near the float limit: that KV head's packed V times 2^-e (kMaxVExponent).
+  std::vector<int> v_exp(Hk, 0);
+  for (std::int64_t kv = 0; kv < Hk; ++kv) {
+    float mx = 0.0f;
+    for (std::int64_t g = 0; g < total_blocks; ++g) mx = std::max(mx, v_block_max[kv * total_blocks + g]);
+    v_exp[kv] = v_exponent(mx);
+  }
+  if (std::any_of(v_exp.begin(), v_exp.end(), [](int e) { return e != 0; })) {
+    parallel_for(Hk * total_blocks, threads, [&](std::int64_t e) {
+      const int shift = v_exp[e / total_blocks];
+      if (shift != 0) kernels::scale_packed_v(kernel.layout, b, Dp, -shift, v_packed.get() + e * block_bytes);
+    });
+  }
   // Work items, costliest first; ties keep a KV head's query heads together (shared K/V in L2).
   std::vector<Item> items;
   std::vector<std::int64_t> list;
@@ -235,6 +312,7 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
     a.lse = p.lse != nullptr ? p.lse + it.head * p.lse_stride_h + s.start + q0 : nullptr;
     a.scratch = reinterpret_cast<float*>(scratch.get() + slot * scratch_stride);
     kernel.attend(a);
+    if (v_exp[kv] != 0) scale_output_rows(p, it.head, s.start + q0, a.rows, v_exp[kv]);
   });
 }
 

@@ -155,6 +155,10 @@ void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* 
                 std::int64_t k_stride, const void* v, std::int64_t v_stride, int cols, void* k_dst,
                 void* v_dst, Isa isa = Isa::kScalar);
 
+/// \brief Multiplies a packed V block (b keys, padded_dim columns, `layout`) by 2^e in place,
+/// rounding to the layout's type (exact unless a value leaves the normal range).
+void scale_packed_v(PackLayout layout, int b, int dp, int e, void* v_block);
+
 /// \brief pack_block for kBf16Pairs with AVX-512 (gathers for K, 16-bit permutes for V);
 /// destinations zeroed beforehand where cols < b or dp != d, 64-byte aligned.
 void pack_bf16_pairs_avx512(int b, int d, int dp, const std::uint16_t* k, std::int64_t k_stride,

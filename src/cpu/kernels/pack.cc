@@ -1,6 +1,7 @@
 // src/cpu/kernels/pack.cc: packs one key block of K and V into a kernel's layout (kernels.h,
 // PackLayout). Runs once per (KV head, key block) per call; the heads of a GQA group and every
 // query block share the result. Baseline code.
+#include <cmath>
 #include <cstring>
 
 #include "common/numeric.h"
@@ -66,6 +67,17 @@ void pack_block(PackLayout layout, bool bf16, int b, int d, int dp, const void* 
     } else {
       std::memcpy(vrow, static_cast<const float*>(v) + t * v_stride, sizeof(float) * d);
     }
+  }
+}
+
+void scale_packed_v(PackLayout layout, int b, int dp, int e, void* v_block) {
+  const std::size_t n = static_cast<std::size_t>(b) * dp;
+  if (layout == PackLayout::kBf16Pairs) {
+    auto* v = static_cast<std::uint16_t*>(v_block);
+    for (std::size_t i = 0; i < n; ++i) v[i] = float_to_bf16(std::ldexp(bf16_to_float(v[i]), e));
+  } else {
+    auto* v = static_cast<float*>(v_block);
+    for (std::size_t i = 0; i < n; ++i) v[i] = std::ldexp(v[i], e);
   }
 }
 
