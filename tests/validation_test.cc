@@ -641,3 +641,25 @@ TEST_F(Validation, OutputsWhoseElementsShareMemory) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// Enum values and ranks outside their declared ranges (casts from bad integers) are errors, never
+// read as "not CUDA" (which ran the CPU kernels) or past the view's shape array.
+TEST_F(Validation, EnumsAndRanksOutOfRange) {
+  const TensorView q = q_, k = k_, v = v_, out = out_, lse = lse_;
+  q_.device = k_.device = v_.device = out_.device = lse_.device = static_cast<Device>(5);
+  expect_rejected([&] { run_dense(); }, "q.device = 5");
+  q_ = q, k_ = k, v_ = v, out_ = out, lse_ = lse;
+  q_.dtype = k_.dtype = v_.dtype = out_.dtype = static_cast<DType>(9);
+  expect_rejected([&] { run_dense(); }, "q.dtype = 9");
+  TensorView bad = q;
+  bad.rank = 100;
+  EXPECT_THROW(bad.numel(), Error);
+  EXPECT_FALSE(bad.is_contiguous());
+  EXPECT_EQ(bad.shape_string(), "[rank 100]");
+}
+
+}  // namespace
+}  // namespace proxyattn

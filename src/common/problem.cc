@@ -110,6 +110,13 @@ void check_distinct_elements(const char* name, const TensorView& t) {
 // Checks one [tokens, heads, head_dim] operand.
 void check_operand(const char* name, const TensorView& t, const TensorView& q) {
   PROXYATTN_CHECK(t.rank == 3, name, ".rank = ", t.rank, ", expected 3 ([tokens, heads, head_dim])");
+  // An enum value cast from a bad integer would otherwise pass as "not CUDA" and run the CPU
+  // kernels on memory the caller says lives elsewhere.
+  PROXYATTN_CHECK(t.device == Device::kCPU || t.device == Device::kCUDA, name, ".device = ",
+                  static_cast<int>(t.device), ", expected Device::kCPU (0) or Device::kCUDA (1)");
+  PROXYATTN_CHECK(t.dtype == DType::kFloat32 || t.dtype == DType::kBFloat16 ||
+                      t.dtype == DType::kFloat16,
+                  name, ".dtype = ", static_cast<int>(t.dtype), ", expected a DType (0, 1 or 2)");
   PROXYATTN_CHECK(t.dtype == q.dtype, name, ".dtype = ", to_string(t.dtype), ", expected q.dtype = ",
                   to_string(q.dtype));
   PROXYATTN_CHECK(t.device == q.device && t.device_id == q.device_id, name, ".device = ",

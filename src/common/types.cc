@@ -55,6 +55,8 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
 }
 
 std::int64_t TensorView::numel() const {
+  PROXYATTN_CHECK(rank >= 0 && rank <= kMaxRank, "TensorView.rank = ", rank, ", expected 0 .. ",
+                  kMaxRank);
   std::int64_t n = 1;
   for (int d = 0; d < rank; ++d) {
     PROXYATTN_CHECK(!__builtin_mul_overflow(n, shape[d], &n), "TensorView.shape = ",
@@ -65,6 +67,7 @@ std::int64_t TensorView::numel() const {
 
 bool TensorView::is_contiguous() const {
   std::int64_t stride = 1;
+  if (rank < 0 || rank > kMaxRank) return false;
   for (int d = rank - 1; d >= 0; --d) {
     if (shape[d] != 1 && strides[d] != stride) return false;
     stride *= shape[d];
@@ -74,6 +77,7 @@ bool TensorView::is_contiguous() const {
 
 std::string TensorView::shape_string() const {
   std::string s = "[";
+  if (rank < 0 || rank > kMaxRank) return "[rank " + std::to_string(rank) + "]";
   for (int d = 0; d < rank; ++d) s += (d ? ", " : "") + std::to_string(shape[d]);
   return s + "]";
 }
