@@ -147,8 +147,20 @@ class Plan:
                           min_budget_tokens=0, dense_below_tokens=0).to_core()
         block_size = int(core_cfg.values()["block_size"])
         groups = int(core_cfg.values()["num_proxy_heads"])
+        bounds = [0, total] if cu is None else [int(c) for c in cu]
+        blocks = [-(-(b - a) // block_size) for a, b in zip(bounds, bounds[1:])]
         if isinstance(mask, (list, tuple)):
-            flat = np.concatenate([A.to_numpy_bool(m).reshape(-1) for m in mask]) if mask else \
+            # One array per sequence, each [num_qo_heads, nb_i, nb_i]: the total alone would let a
+            # mask meant for other sequence lengths through, shifted.
+            if len(mask) != len(blocks):
+                raise _core.Error(f"proxyattn: mask is a list of {len(mask)} arrays, expected one "
+                                  f"per sequence ({len(blocks)})")
+            parts = [A.to_numpy_bool(m) for m in mask]
+            for i, (m, nb) in enumerate(zip(parts, blocks)):
+                if m.size != heads * nb * nb:
+                    raise _core.Error(f"proxyattn: mask[{i}].shape = {tuple(m.shape)}, expected "
+                                      f"[num_qo_heads, nb, nb] = [{heads}, {nb}, {nb}]")
+            flat = np.concatenate([m.reshape(-1) for m in parts]) if parts else \
                 np.zeros(0, np.uint8)
         else:
             flat = A.to_numpy_bool(mask).reshape(-1)

@@ -79,6 +79,18 @@ def test_block_mask_groups_are_integers(inputs, groups):
             num_proxy_heads=groups)
 
 
+def test_block_mask_list_must_match_the_sequences(inputs):
+    q, k, _ = inputs
+    cu = [0, 64, 200]  # 1 and 3 blocks of 64
+    good = [np.ones((4, 1, 1)), np.ones((4, 3, 3))]
+    assert pa.Plan.from_block_mask(good, q, k, cu_seqlens=cu, block_size=64).num_blocks == [1, 3]
+    # Same total size (4 + 36 entries), other split: refused, not read shifted.
+    rejects(r"mask\[0\].shape = \(4, 3, 3\), expected \[num_qo_heads, nb, nb\] = \[4, 1, 1\]",
+            pa.Plan.from_block_mask, good[::-1], q, k, cu_seqlens=cu, block_size=64)
+    rejects("expected one per sequence", pa.Plan.from_block_mask, good[:1], q, k, cu_seqlens=cu,
+            block_size=64)
+
+
 def test_outputs_whose_elements_share_memory(inputs):
     q, k, v = inputs
     row = np.full(16, SENTINEL, np.float32)
