@@ -663,3 +663,24 @@ TEST_F(Validation, EnumsAndRanksOutOfRange) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// A host Buffer whose size rounds past SIZE_MAX is an error, not an empty allocation that claims
+// the size (views of it would then pass Buffer::view's size check).
+TEST(BufferHostile, SizesThatWrapAreErrors) {
+  for (std::size_t bytes : {std::numeric_limits<std::size_t>::max(),
+                            std::numeric_limits<std::size_t>::max() - 100}) {
+    try {
+      Buffer b(bytes);
+      ADD_FAILURE() << "Buffer(" << bytes << ") holds " << b.size() << " bytes at " << b.data();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("expected"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_EQ(Buffer(0).size(), 0u);
+}
+
+}  // namespace
+}  // namespace proxyattn

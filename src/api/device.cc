@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 
 #include "common/check.h"
@@ -45,10 +46,14 @@ Buffer::Buffer(std::size_t bytes, Device device, int device_id)
     data_ = cuda::device_alloc(bytes);  // zero-filled
     return;
   }
-  // At least one aligned line, so that even an empty buffer has an address.
+  // At least one aligned line, so that even an empty buffer has an address. A size within 255 of
+  // SIZE_MAX would round to 0 and allocate nothing for a buffer that claims `bytes`.
+  PROXYATTN_CHECK(bytes <= std::numeric_limits<std::size_t>::max() - 255, "Buffer: bytes = ", bytes,
+                  ", expected at most SIZE_MAX - 255");
   const std::size_t rounded = (std::max<std::size_t>(bytes, 1) + 255) / 256 * 256;
   data_ = std::aligned_alloc(256, rounded);
-  PROXYATTN_CHECK(data_ != nullptr, "Buffer: could not allocate ", bytes, " bytes of host memory");
+  PROXYATTN_CHECK(data_ != nullptr, "Buffer: could not allocate ", bytes,
+                  " bytes of host memory, expected a size the host can allocate");
   std::memset(data_, 0, rounded);
 }
 
