@@ -256,6 +256,29 @@ TEST_P(KernelEdges, HugeValuesGiveFiniteOutput) {
   }
 }
 
+// V of denormal size (bf16 and fp32 around 1e-39): vdpbf16ps reads denormals as zero, which
+// must not flush O to zero. Held to the relative bound itself, without the 16-bit absolute floor
+// that any output this small would meet.
+TEST_P(KernelEdges, DenormalValuesAreNotFlushed) {
+  ScopedIsa isa(GetParam());
+  for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {
+    Workload w = make_workload({200}, 2, 1, 64, dtype, WorkloadKind::kRandom, 9);
+    for (std::int64_t i = 0; i < w.total_tokens * 64; ++i) {
+      const float x = 1e-39f * static_cast<float>((i * 7919) % 1000 - 500) / 500.0f;
+      if (dtype == DType::kFloat32) {
+        static_cast<float*>(w.v.data())[i] = x;
+      } else {
+        static_cast<std::uint16_t*>(w.v.data())[i] = float_to_bf16(x);
+      }
+    }
+    Output out = testing::make_output(w);
+    dense(w.q_view(), w.k_view(), w.v_view(), w.seqlens(), out.o_view, &out.lse_view);
+    const Reference ref = testing::reference_dense(w);
+    const OutputError e = compare_output(testing::operands_of(w, &out), ref.out, ref.lse);
+    EXPECT_LE(e.rel_error, ref.bound(dtype)) << to_string(dtype) << " naive " << ref.naive.rel_error;
+  }
+}
+
 TEST_P(KernelEdges, EmptyRowsAndEmptyQueryBlocks) {
   ScopedIsa isa(GetParam());
   for (DType dtype : {DType::kFloat32, DType::kBFloat16}) {

@@ -37,6 +37,8 @@ struct WorkItem {
 // 2^64 in magnitude keeps the fp32 sums below 2^95. A KV head whose V comes closer to the float
 // (or bf16) limit is attended as V * 2^-e, exactly, and its O scaled back by 2^e: finite V never
 // gives an infinite O, as the reference and the naive softmax never do (docs/STYLE.md section 6).
+// At the other end, a KV head whose V lies below 2^-64 (denormal values among them, which
+// vdpbf16ps reads as zero) is scaled up the same way, so its O is not flushed to zero.
 constexpr int kMaxVExponent = 64;
 
 // Largest finite |V| over rows [row0, row0 + rows) of KV head kv (NaN and Inf skipped: they flow
@@ -64,15 +66,20 @@ float v_max_abs(const Problem& p, std::int64_t kv, std::int64_t row0, std::int64
   return mx;
 }
 
-// e >= 0 with max_abs * 2^-e < 2^kMaxVExponent; 0 for every ordinary V (no rescaling at all).
+// e with max_abs * 2^-e in [2^-kMaxVExponent, 2^kMaxVExponent): e > 0 for V near the float
+// limit, e < 0 for V below 2^-kMaxVExponent (then max_abs * 2^-e lies in [0.5, 1)); 0 for every
+// ordinary V, and for V = 0 (no rescaling at all).
 int v_exponent(float max_abs) {
-  if (!(max_abs >= std::ldexp(1.0f, kMaxVExponent))) return 0;
+  const bool huge = max_abs >= std::ldexp(1.0f, kMaxVExponent);
+  const bool tiny = max_abs > 0.0f && max_abs < std::ldexp(1.0f, -kMaxVExponent);
+  if (!huge && !tiny) return 0;
   int e = 0;
-  std::frexp(max_abs, &e);  // max_abs < 2^e
-  return e - kMaxVExponent;
+  std::frexp(max_abs, &e);  // max_abs in [2^(e-1), 2^e)
+  return huge ? e - kMaxVExponent : e;
 }
 
-// Multiplies O rows [t0, t0 + rows) of head h by 2^e (exact: a power of two, in range).
+// Multiplies O rows [t0, t0 + rows) of head h by 2^e (exact: a power of two, in range; rounded
+// once where a scaled-down value becomes denormal).
 void scale_output_rows(const Problem& p, std::int64_t h, std::int64_t t0, std::int64_t rows, int e) {
   const std::int64_t D = p.shape.head_dim;
   for (std::int64_t t = t0; t < t0 + rows; ++t) {
@@ -244,7 +251,7 @@ void run_items_simd(const Problem& p, std::int64_t b, int num_threads,
                         kernel.isa);
     v_block_max[e] = v_max_abs(p, kv, row0, cols);
   });
-  // V near the float limit: that KV head's packed V times 2^-e (kMaxVExponent).
+  // V near the float limit or below 2^-64: that KV head's packed V times 2^-e (kMaxVExponent).
   std::vector<int> v_exp(Hk, 0);
   for (std::int64_t kv = 0; kv < Hk; ++kv) {
     float mx = 0.0f;
