@@ -13,7 +13,7 @@
 // the shape-only entries always run.
 //
 // Input: raw bytes, read as the fields below in order (missing bytes read as 0).
-// Run: ./build-fuzz/api_fuzz -max_total_time=60 /tmp/api_corpus
+// Run: ./build-fuzz/api_fuzz -max_total_time=60 /tmp/api_corpus fuzz/api_corpus
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
