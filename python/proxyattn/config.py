@@ -49,9 +49,10 @@ def _text_of(field, value):
             if not isinstance(value, (bool, int)) or isinstance(value, float):
                 raise TypeError
             return "true" if value else "false"
+        if kind in ("int", "float") and (isinstance(value, bool) or
+                                         type(value).__name__ == "bool_"):
+            raise TypeError  # True is not 1 (stride=True) nor 1.0 (gamma=True)
         if kind == "int":
-            if isinstance(value, bool):  # operator.index(True) is 1: no silent stride=True
-                raise TypeError
             if isinstance(value, float) and value.is_integer():
                 return str(int(value))
             return str(operator.index(value))

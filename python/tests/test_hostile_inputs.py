@@ -66,7 +66,8 @@ def test_ranks_are_errors_not_index_errors(inputs):
 
 
 @pytest.mark.parametrize("field, value", [("stride", True), ("num_proxy_heads", True),
-                                          ("min_budget_tokens", False)])
+                                          ("min_budget_tokens", False), ("gamma", True),
+                                          ("forced_density", np.True_), ("scale", False)])
 def test_bools_are_not_integers(inputs, field, value):
     q, k, v = inputs
     rejects(field, pa.prefill, q, k, v, block_size=64, **{field: value})
