@@ -684,3 +684,23 @@ TEST(BufferHostile, SizesThatWrapAreErrors) {
 
 }  // namespace
 }  // namespace proxyattn
+
+namespace proxyattn {
+namespace {
+
+// Zero tokens with many heads: nothing to compute or write, so nothing is allocated per head
+// (std::bad_alloc escaped dense() before).
+TEST(EmptyProblem, ManyHeadsAndNoTokensAllocateNothing) {
+  float unused = 0.0f;
+  const std::int64_t kv_heads = 725372083114082312;  // ~2^59: scratch per KV head cannot exist
+  const std::int64_t heads = 3 * kv_heads;
+  const TensorView q = TensorView::contiguous(&unused, DType::kFloat32, {0, heads, 8});
+  const TensorView k = TensorView::contiguous(&unused, DType::kFloat32, {0, kv_heads, 8});
+  TensorView out = q;
+  EXPECT_NO_THROW(dense(q, k, k, {}, out, nullptr, 0.0f, Runtime{2}));
+  const TensorView lse = TensorView::contiguous(&unused, DType::kFloat32, {heads, 0});
+  EXPECT_NO_THROW(dense(q, k, k, {}, out, &lse, 0.0f, Runtime{2}));
+}
+
+}  // namespace
+}  // namespace proxyattn

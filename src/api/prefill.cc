@@ -131,6 +131,7 @@ void attend(const TensorView& q, const TensorView& k, const TensorView& v, const
   check_backend(p);
   check_finite(p, runtime);
   if (plan.device == Device::kCPU) validate_host_plan(plan);  // device plans raise flags instead
+  if (p.shape.total_tokens == 0) return;  // nothing to write; backends size scratch by heads
   if (p.device == Device::kCUDA) {
     cuda::attend(p, plan, runtime);
   } else {
@@ -161,6 +162,7 @@ void dense(const TensorView& q, const TensorView& k, const TensorView& v, CuSeql
   const Problem p = make_problem(q, k, &v, &out, lse, cu_seqlens, scale);
   check_backend(p);
   check_finite(p, runtime);
+  if (p.shape.total_tokens == 0) return;  // nothing to write; backends size scratch by heads
   if (p.device == Device::kCUDA) {
     cuda::dense(p, runtime);
   } else {
