@@ -63,7 +63,10 @@ TensorView view_of(Reader& r, std::uint8_t* arena, DType dtype, std::int64_t t, 
                    std::int64_t d) {
   TensorView v = TensorView::contiguous(arena, dtype, {t, h, d});
   if (r.u8() >= 200) {
-    for (int i = 0; i < 3; ++i) v.strides[i] = r.u8() < 200 ? r.size_like(4096) : -r.size_like(64);
+    for (int i = 0; i < 3; ++i) {
+      const std::int64_t s = r.size_like(4096);
+      v.strides[i] = r.u8() < 200 || s == INT64_MIN ? s : -s;
+    }
   }
   v.data = arena + r.u64(2) % 4096;
   if (r.u8() >= 250) v.rank = static_cast<int>(r.u8() % 6);

@@ -46,10 +46,12 @@ TensorView TensorView::contiguous(void* data, DType dtype, std::initializer_list
   t.rank = static_cast<int>(shape.size());
   int i = 0;
   for (std::int64_t s : shape) t.shape[i++] = s;
-  std::int64_t stride = 1;
+  // Unsigned: sizes whose product leaves int64 wrap here (and fail the entries' extent checks)
+  // instead of being undefined behaviour.
+  std::uint64_t stride = 1;
   for (int d = t.rank - 1; d >= 0; --d) {
-    t.strides[d] = stride;
-    stride *= t.shape[d];
+    t.strides[d] = static_cast<std::int64_t>(stride);
+    stride *= static_cast<std::uint64_t>(t.shape[d]);
   }
   return t;
 }
