@@ -153,6 +153,18 @@ def check_rank(x, name, rank=3, what="[tokens, heads, head_dim]"):
     return tuple(int(s) for s in shape)
 
 
+def scale_of(scale):
+    """The softmax scale as the library takes it: None -> 0.0 (1/sqrt(head_dim)), a real number
+    -> float; proxyattn.Error for bools, strings and the like (the library checks the range)."""
+    if scale is None:
+        return 0.0
+    if isinstance(scale, bool) or type(scale).__name__ == "bool_" or \
+            not hasattr(type(scale), "__float__"):  # numbers, numpy and 0-d torch scalars
+        raise _core.Error(f"proxyattn: scale = {scale!r}, expected a positive number or None "
+                          "(1/sqrt(head_dim))")
+    return float(scale)
+
+
 def num_threads_of(num_threads):
     """num_threads as an int in [0, 2^31); proxyattn.Error otherwise (bools and floats too)."""
     if isinstance(num_threads, bool) or not isinstance(num_threads, (int, np.integer)) or \

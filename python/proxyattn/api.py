@@ -169,7 +169,7 @@ class Plan:
         host_ws = A.workspace(np.empty(0), nbytes)
         core = _core.plan_from_block_mask(total, heads, kv_heads, head_dim, cu, int(block_size),
                                           groups, flat, A.capsule(host_ws, "workspace"),
-                                          0.0 if scale is None else float(scale))
+                                          A.scale_of(scale))
         core = _core_keep(core, host_ws)
         plan = cls(core, like=q)
         if A.is_torch(q) and q.is_cuda:
@@ -321,7 +321,7 @@ def dense(q, k, v, cu_seqlens=None, out=None, scale=None, *, lse=None, return_ls
     out, lse = _outputs(q, out, lse, return_lse)
     _core.dense(A.capsule(q, "q"), A.capsule(k, "k"), A.capsule(v, "v"), cu,
                 A.out_capsule(out, "out"), A.out_capsule(lse, "lse"),
-                0.0 if scale is None else float(scale), A.stream_of(q, stream),
+                A.scale_of(scale), A.stream_of(q, stream),
                 A.num_threads_of(num_threads), _bf16(q, k, v))
     return _result(out, lse, return_lse)
 

@@ -149,6 +149,6 @@ def dense(q, k, v, cu_seqlens=None, *, scale=None, return_lse=False):
     """torch.ops.proxyattn.dense -> out or (out, lse)."""
     for x, name in ((q, "q"), (k, "k"), (v, "v")):
         A.check_rank(x, name)
-    out, lse = _run_dense(q, k, v, _cu_tensor(cu_seqlens), 0.0 if scale is None else float(scale),
+    out, lse = _run_dense(q, k, v, _cu_tensor(cu_seqlens), A.scale_of(scale),
                           bool(return_lse))
     return (out, lse) if return_lse else out

@@ -56,6 +56,13 @@ def test_bad_stream(inputs, stream):
     rejects("stream", pa.dense, q, k, v, stream=stream)
 
 
+@pytest.mark.parametrize("scale", ["0.1", True, [0.1]])
+def test_bad_scale_type(inputs, scale):
+    q, k, v = inputs
+    rejects("scale", pa.dense, q, k, v, scale=scale)
+    rejects("scale", pa.Plan.from_block_mask, np.ones(4 * 16), q, k, block_size=64, scale=scale)
+
+
 def test_ranks_are_errors_not_index_errors(inputs):
     q, k, v = inputs
     rejects(r"q.ndim = 1, expected 3", pa.dense, q.reshape(-1), k, v, return_lse=True)
