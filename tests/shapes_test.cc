@@ -8,7 +8,7 @@
 // section 6) and that 1 and 3 threads give the same bytes.
 //
 // The cases are drawn from a fixed seed, one configuration per case index; the test name spells
-// it. PROXYATTN_TEST_LEVEL=full draws 160 cases over longer sequences and larger shapes.
+// it. PROXYATTN_TEST_LEVEL=full draws 100 cases over longer sequences and larger shapes.
 //
 // Run: ./build/tests/shapes_test
 #include <gtest/gtest.h>
@@ -205,7 +205,7 @@ std::string case_name(const ::testing::TestParamInfo<int>& info) {
   return name;
 }
 
-INSTANTIATE_TEST_SUITE_P(Draws, Shapes, ::testing::Range(0, full_level() ? 160 : 16), case_name);
+INSTANTIATE_TEST_SUITE_P(Draws, Shapes, ::testing::Range(0, full_level() ? 100 : 16), case_name);
 
 }  // namespace
 }  // namespace proxyattn
