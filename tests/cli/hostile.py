@@ -360,6 +360,32 @@ def main():
         verify=lambda p, w: None if os.listdir(w) == ["demo-blocks.png"]
         else "folder holds %s" % sorted(os.listdir(w))))
 
+    # Past the trained context: the run works and says so once on stderr.
+    def short_context_model(work):
+        src = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "models", "pa-tiny-8k")
+        dst = os.path.join(work, "m")
+        os.mkdir(dst)
+        for name in ("model.safetensors", "tokenizer.model"):
+            os.symlink(os.path.join(src, name), os.path.join(dst, name))
+        with open(os.path.join(src, "config.json")) as f:
+            cfg = json.load(f)
+        cfg["max_position_embeddings"] = 16
+        with open(os.path.join(dst, "config.json"), "w") as f:
+            json.dump(cfg, f)
+        write_file(work, "ids.txt", b"1 100 200 300 400 500 600 700 800 900")
+        return ["--model", dst, "--prompt-ids", "ids.txt"]
+
+    def warned_once(p, work):
+        lines = [l for l in p.stderr.decode(errors="replace").splitlines() if "warning" in l]
+        if len(lines) != 1 or "max_position_embeddings = 16" not in lines[0] \
+                or "20 positions" not in lines[0]:
+            return "stderr warning lines %r" % lines
+        return None
+    case("generate past max_position_embeddings warns", accept(
+        ["generate", "--max-new-tokens", "10", "--attention", "dense"], setup=short_context_model,
+        verify=warned_once))
+
     print("hostile CLI cases: %d passed, %d failed" % (passed, len(failures)))
     for f in failures:
         print("  FAILED:", f)

@@ -210,6 +210,7 @@ int run_eval(const EvalOptions& o) {
     const Record& r = records[i];
     std::vector<std::int32_t> ids{tok.bos_id()};
     for (std::int32_t id : tok.encode(r.prompt)) ids.push_back(id);
+    warn_beyond_context(model, static_cast<std::int64_t>(ids.size()) + r.max_new_tokens);
     for (std::size_t m = 0; m < modes.size(); ++m) {
       model_progress("eval: prompt " + std::to_string(i + 1) + "/" +
                      std::to_string(records.size()) + " (" + clip(r.task, 32) + ", " +

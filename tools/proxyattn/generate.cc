@@ -39,6 +39,17 @@ void model_progress(const std::string& message) {
   if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K" << message << std::flush;
 }
 
+void warn_beyond_context(const runner::Model& model, std::int64_t positions) {
+  static bool warned = false;
+  const std::int64_t limit = model.config.max_position_embeddings;
+  if (warned || limit <= 0 || positions <= limit) return;
+  warned = true;
+  if (isatty(STDERR_FILENO)) std::cerr << "\r\033[K";
+  std::cerr << "proxyattn: warning: " << positions << " positions (prompt + new tokens) exceed the "
+            << "model's max_position_embeddings = " << limit
+            << "; tokens past it are outside the trained context\n";
+}
+
 std::string shipped_model_dir() {
   const std::string relative = "models/pa-tiny-8k";
   if (exists(relative + "/config.json")) return relative;
@@ -109,6 +120,7 @@ int run_generate(const GenerateOptions& o) {
       ids.push_back(static_cast<std::int32_t>(model.config.bos_token_id));
     for (std::int32_t id : tok->encode(read_text_file(o.prompt_file))) ids.push_back(id);
   }
+  warn_beyond_context(model, static_cast<std::int64_t>(ids.size()) + o.max_new_tokens);
   model_progress("prefill of " + std::to_string(ids.size()) + " tokens (" +
                  runner::to_string(mode) + " attention)");
   const runner::Generation g = runner::generate(model, ids, o.max_new_tokens, options);

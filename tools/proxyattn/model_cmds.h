@@ -86,4 +86,8 @@ std::string shipped_model_dir();
 /// \brief Progress on stderr when it is a terminal (one line, rewritten in place).
 void model_progress(const std::string& message);
 
+/// \brief One warning on stderr (the first time only) when a run needs more positions than the
+/// model's max_position_embeddings: it runs, but outside the context the model was trained for.
+void warn_beyond_context(const runner::Model& model, std::int64_t positions);
+
 }  // namespace proxyattn::cli
