@@ -97,6 +97,9 @@ class Validation : public ::testing::Test {
     prefill(q_, k_, v_, seqlens(), config_, ws, out_, &lse_, Runtime{2});
   }
   void run_dense() { dense(q_, k_, v_, seqlens(), out_, &lse_, 0.0f, Runtime{2}); }
+  void run_prefill_with(TensorView out, TensorView lse) {
+    prefill(q_, k_, v_, seqlens(), config_, ws_.workspace(), out, &lse, Runtime{2});
+  }
 
   Workload w_;
   Config config_;
@@ -135,6 +138,22 @@ TEST_F(Validation, EmptyOperandsHaveNoLayoutToCheck) {
   bad.strides[2] = 0;
   expect_rejected([&] { dense(bad, k_, v_, seqlens(), out_, &lse_, 0.0f, Runtime{2}); },
                   "q.strides[2]");
+}
+
+TEST_F(Validation, OutputsMustNotShareMemoryWithInputs) {
+  // out over q (in place), out from v on, lse over the end of k: other threads may still read an
+  // input where one writes, so each is an error naming both arguments; nothing is written.
+  TensorView in_place = q_;
+  expect_rejected([&] { dense(q_, k_, v_, seqlens(), in_place, &lse_, 0.0f, Runtime{2}); },
+                  "out.data");
+  TensorView out_on_v = out_;
+  out_on_v.data = v_.data;
+  out_on_v.shape[0] = k_.shape[0];  // q and k have the same tokens
+  expect_rejected([&] { run_prefill_with(out_on_v, lse_); }, "out.data");
+  TensorView lse_on_k = TensorView::contiguous(
+      static_cast<char*>(k_.data) + 4 * (k_.shape[1] * k_.shape[2] * k_.shape[0] - 8),
+      DType::kFloat32, {lse_.shape[0], lse_.shape[1]});
+  expect_rejected([&] { run_prefill_with(out_, lse_on_k); }, "lse.data");
 }
 
 TEST_F(Validation, UnsupportedDtype) {

@@ -107,6 +107,20 @@ void check_distinct_elements(const char* name, const TensorView& t) {
   }
 }
 
+// An output must not share memory with an input: other threads (CTAs on CUDA) may still read the
+// input where one writes. Byte ranges [data, data + extent) of two non-empty views.
+void check_disjoint(const char* out_name, const TensorView& out, const char* in_name,
+                    const TensorView& in) {
+  if (is_empty(out) || is_empty(in)) return;
+  const auto o = reinterpret_cast<std::uintptr_t>(out.data);
+  const auto i = reinterpret_cast<std::uintptr_t>(in.data);
+  const auto o_end = o + static_cast<std::uintptr_t>(extent_bytes(out_name, out));
+  const auto i_end = i + static_cast<std::uintptr_t>(extent_bytes(in_name, in));
+  const bool apart = o_end <= i || i_end <= o;
+  PROXYATTN_CHECK(apart, out_name, ".data = ", out.data, " overlaps ", in_name, ".data = ",
+                  in.data, ", expected an output in memory of its own");
+}
+
 // Checks one [tokens, heads, head_dim] operand.
 void check_operand(const char* name, const TensorView& t, const TensorView& q) {
   PROXYATTN_CHECK(t.rank == 3, name, ".rank = ", t.rank, ", expected 3 ([tokens, heads, head_dim])");
@@ -204,6 +218,14 @@ Problem make_problem(const TensorView& q, const TensorView& k, const TensorView*
                       lse->data, ", expected 4-byte alignment");
     }
   }
+  for (const TensorView* o : {out, lse}) {
+    if (o == nullptr) continue;
+    const char* name = o == out ? "out" : "lse";
+    check_disjoint(name, *o, "q", q);
+    check_disjoint(name, *o, "k", k);
+    if (v != nullptr) check_disjoint(name, *o, "v", *v);
+  }
+  if (out != nullptr && lse != nullptr) check_disjoint("lse", *lse, "out", *out);
   PROXYATTN_CHECK(std::isfinite(scale) && scale >= 0.0f, "scale = ", scale,
                   ", expected 0 (1/sqrt(head_dim)) or a positive finite number");
   p.dtype = q.dtype;
