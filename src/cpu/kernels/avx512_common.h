@@ -3,9 +3,12 @@
 // namespace), so no AVX-512 copy of an inline function can leak to baseline code.
 #pragma once
 
-// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized.
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as uninitialized
+// (clang has no -Wmaybe-uninitialized and would warn about the pragma itself).
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include <immintrin.h>
 
