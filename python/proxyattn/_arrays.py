@@ -150,7 +150,9 @@ def check_rank(x, name, rank=3, what="[tokens, heads, head_dim]"):
                           f"{what} (numpy or torch)")
     if len(shape) != rank:
         raise _core.Error(f"proxyattn: {name}.ndim = {len(shape)}, expected {rank} ({what})")
-    return tuple(int(s) for s in shape)
+    # The sizes as given, not int(): under torch.compile they may be symbolic, and int() would
+    # specialize the traced graph on them.
+    return tuple(shape)
 
 
 def scale_of(scale):
