@@ -30,19 +30,16 @@
 #include "proxyattn/proxyattn.h"
 #include "proxyattn/oracle/compare.h"
 #include "proxyattn/oracle/workload.h"
+#include "testing/env.h"
 
 namespace proxyattn {
 
 namespace {
 
 using testing::Buffer;
+using testing::full_level;
 using testing::Workload;
 using testing::WorkloadKind;
-
-bool full_level() {
-  const char* level = std::getenv("PROXYATTN_TEST_LEVEL");
-  return level != nullptr && std::string(level) == "full";
-}
 
 // ---- Shared checks ---------------------------------------------------------------------------
 

@@ -28,51 +28,17 @@
 #include "proxyattn/oracle/reference.h"
 #include "proxyattn/oracle/workload.h"
 #include "proxyattn/proxyattn.h"
+#include "testing/env.h"
 
 namespace proxyattn {
 namespace {
 
 using testing::Buffer;
+using testing::full_level;
+using testing::machine_tiers;
+using testing::ScopedIsa;
 using testing::Workload;
 using testing::WorkloadKind;
-
-bool full_level() {
-  const char* level = std::getenv("PROXYATTN_TEST_LEVEL");
-  return level != nullptr && std::string(level) == "full";
-}
-
-// The tiers this machine runs, weakest first.
-std::vector<std::string> machine_tiers() {
-  const CpuInfo info = cpu_info();
-  std::vector<std::string> tiers{"scalar"};
-  if (info.has_avx512) tiers.push_back("avx512");
-  if (info.has_avx512_bf16) tiers.push_back("avx512bf16");
-  return tiers;
-}
-
-// Sets PROXYATTN_CPU_ISA for one scope, restoring the previous value after.
-class ScopedIsa {
- public:
-  explicit ScopedIsa(const std::string& isa) {
-    const char* old = std::getenv("PROXYATTN_CPU_ISA");
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv("PROXYATTN_CPU_ISA", isa.c_str(), 1);
-  }
-  ~ScopedIsa() {
-    if (had_) {
-      setenv("PROXYATTN_CPU_ISA", old_.c_str(), 1);
-    } else {
-      unsetenv("PROXYATTN_CPU_ISA");
-    }
-  }
-  ScopedIsa(const ScopedIsa&) = delete;
-  ScopedIsa& operator=(const ScopedIsa&) = delete;
-
- private:
-  bool had_ = false;
-  std::string old_;
-};
 
 struct ShapeCase {
   std::vector<std::int32_t> lens;
@@ -137,7 +103,7 @@ ShapeCase draw(int index) {
   cfg.last_block_selection = next(2) == 0 ? LastBlockSelection::kExact : LastBlockSelection::kProxy;
   static const double kDensities[] = {0.0, 0.0, 0.01, 0.3, 1.0};
   cfg.forced_density = kDensities[next(5)];
-  const std::vector<std::string> tiers = machine_tiers();
+  const std::vector<std::string> tiers = machine_tiers(/*with_amx=*/false);
   c.tier = tiers[next(tiers.size())];
   c.seed = next(1000);
   return c;
