@@ -433,11 +433,6 @@ TEST(PlanFromBlockMask, RejectsNullMaskAndSmallWorkspace) {
   EXPECT_THROW(plan_from_block_mask(shape, 64, 1, mask.data(), small), Error);
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // Runtime::check_finite (docs/SPEC.md section 6's opt-in check): NaN/Inf are reported by name and
 // position before anything is written; without the flag they propagate and nothing throws.
@@ -454,11 +449,6 @@ TEST_F(Validation, CheckFiniteNamesTheFirstNonFiniteInput) {
   EXPECT_NO_THROW(run_prefill());  // off by default: NaN/Inf propagate as dense attention would
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // A host plan edited by hand is checked before attention reads it (docs/SPEC.md section 6).
 TEST_F(Validation, AttendRejectsAPlanWithACountOutOfRange) {
@@ -479,11 +469,6 @@ TEST_F(Validation, AttendRejectsAPlanWithABlockOutOfRange) {
   EXPECT_NO_THROW(p.check_flags());  // host plans never raise device flags
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // A ProblemShape given directly (workspace_size, plan_from_block_mask) is validated as the one
 // problem_shape() derives from tensors: no std::length_error, no size from decreasing offsets.
@@ -626,11 +611,6 @@ TEST_F(Validation, LastBlockSelectionOutOfRange) {
   expect_rejected([&] { run_prefill(); }, "last_block_selection");
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // An output whose elements share memory (zero strides, overlapping rows) is rejected: threads
 // would race on it. Inputs may share memory (a broadcast KV head is fine).
@@ -658,11 +638,6 @@ TEST_F(Validation, OutputsWhoseElementsShareMemory) {
   EXPECT_NO_THROW(run_dense());
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // Enum values and ranks outside their declared ranges (casts from bad integers) are errors, never
 // read as "not CUDA" (which ran the CPU kernels) or past the view's shape array.
@@ -680,11 +655,6 @@ TEST_F(Validation, EnumsAndRanksOutOfRange) {
   EXPECT_EQ(bad.shape_string(), "[rank 100]");
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // A host Buffer whose size rounds past SIZE_MAX is an error, not an empty allocation that claims
 // the size (views of it would then pass Buffer::view's size check).
@@ -701,11 +671,6 @@ TEST(BufferHostile, SizesThatWrapAreErrors) {
   EXPECT_EQ(Buffer(0).size(), 0u);
 }
 
-}  // namespace
-}  // namespace proxyattn
-
-namespace proxyattn {
-namespace {
 
 // Zero tokens with many heads: nothing to compute or write, so nothing is allocated per head
 // (std::bad_alloc escaped dense() before).
